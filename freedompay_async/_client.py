@@ -1,0 +1,243 @@
+"""``FreedomPayClient``: configuration, credentials, the transport, and ``client.wallets``."""
+
+from __future__ import annotations
+
+import os
+import ssl as ssl_module
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+from yarl import URL
+
+from . import _config
+from ._config import Timeout
+from ._jws import ALGORITHMS, Signer
+from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
+from ._transport import AiohttpTransport
+from .errors import ClientClosedError, FreedomPayError
+from .resources.wallets import Wallets
+
+
+class FreedomPayClient:
+    """Async client for the Freedom Pay Partner API, E-Money section.
+
+    Use it as an async context manager; it owns one aiohttp connection pool (created lazily in
+    the running loop) and closes it on exit::
+
+        async with FreedomPayClient(auth_id="123456", secret_key="...") as client:
+            info = await client.wallets.info("user-42")
+            print(info.wallet.balance, info.wallet.currency)
+
+    Args:
+        auth_id: partner id issued by Freedom Pay (default: ``$FREEDOMPAY_AUTH_ID``).
+        secret_key: signing key issued by Freedom Pay (default: ``$FREEDOMPAY_SECRET_KEY``).
+            Never shown in reprs, logs or errors.
+        base_url: API origin, e.g. ``https://api.freedompay.kz`` (default:
+            ``$FREEDOMPAY_BASE_URL``, else the ``region``'s host).
+        region: ``"kz"`` (default), ``"kz-test"``, ``"kg"`` or ``"uz"``; not with ``base_url``.
+        timeout: seconds per request (total), or a :class:`Timeout` for connect/read/total.
+        max_connections: pool size (sockets across all hosts).
+        max_connections_per_host: per-host cap; 0 means only ``max_connections`` applies.
+        user_agent: ``User-Agent`` header.
+        session: a caller-owned :class:`aiohttp.ClientSession` to send through; it is never
+            closed by this client, and pool options do not apply to it.
+        algorithm: JWS ``alg``, ``"HS256"`` (default) or ``"HS512"``.
+        max_response_bytes: replies larger than this are refused without being buffered.
+        ssl: an :class:`ssl.SSLContext` for TLS (custom CA, client certificates). Verification
+            is on by default.
+        trace_configs: :class:`aiohttp.TraceConfig` objects, for users who trace requests.
+    """
+
+    def __init__(
+        self,
+        auth_id: str | None = None,
+        secret_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        region: _config.Region | None = None,
+        timeout: float | Timeout | None = None,
+        max_connections: int = _config.DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_host: int = _config.DEFAULT_MAX_CONNECTIONS_PER_HOST,
+        user_agent: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        algorithm: str = "HS256",
+        max_response_bytes: int = _config.DEFAULT_MAX_RESPONSE_BYTES,
+        ssl: ssl_module.SSLContext | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+    ) -> None:
+        auth_id = _credential("auth_id", auth_id, _config.ENV_AUTH_ID)
+        secret = _credential("secret_key", secret_key, _config.ENV_SECRET_KEY)
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
+        _positive_int("max_connections", max_connections)
+        _positive_int("max_connections_per_host", max_connections_per_host, allow_zero=True)
+        _positive_int("max_response_bytes", max_response_bytes)
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError("session must be an aiohttp.ClientSession")
+        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext (verification is on by default)")
+
+        self._auth_id = auth_id
+        self._secret = secret.encode("utf-8")
+        self._algorithm = algorithm
+        self._base_url = _resolve_base_url(base_url, region)
+        self._timeout = Timeout.coerce(timeout)
+        self._transport = AiohttpTransport(
+            self._base_url,
+            session=session,
+            max_connections=max_connections,
+            max_connections_per_host=max_connections_per_host,
+            user_agent=user_agent or _config.DEFAULT_USER_AGENT,
+            max_response_bytes=max_response_bytes,
+            ssl=ssl,
+            trace_configs=trace_configs,
+        )
+        self._signers: dict[str, Signer] = {}
+        self._entered = False
+        #: Wallet operations: ``await client.wallets.info("user-42")``.
+        self.wallets = Wallets(self)
+
+    # -- configuration, read-only -------------------------------------------------------------
+
+    @property
+    def auth_id(self) -> str:
+        return self._auth_id
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        return self._timeout
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`aclose` (or the end of the ``async with`` block)."""
+        return self._transport.closed
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The aiohttp session in use (``None`` until the first request when the client owns it)."""
+        return self._transport.session
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<FreedomPayClient auth_id={self._auth_id!r} base_url={self._base_url!r} {state}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FreedomPayClient:
+        if self.closed:
+            raise ClientClosedError("this FreedomPayClient is closed; create a new one")
+        if self._entered:
+            raise RuntimeError("this FreedomPayClient is already in an `async with` block")
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless the session is the caller's). Idempotent."""
+        await self._transport.aclose()
+
+    # -- the one request path -----------------------------------------------------------------
+
+    def _signer(self, path: str) -> Signer:
+        signer = self._signers.get(path)
+        if signer is None:
+            signer = self._signers[path] = Signer(
+                uri=path, auth_id=self._auth_id, secret_key=self._secret, alg=self._algorithm
+            )
+        return signer
+
+    async def _request(
+        self,
+        endpoint: Endpoint[RequestT, ResponseT],
+        payload: RequestT,
+        *,
+        identifier: str | None = None,
+        request_id: UUID | None = None,
+        timeout: float | Timeout | None = None,
+    ) -> ResponseT:
+        """Encode, sign, send and decode one call of ``endpoint``."""
+        body = encode(payload)
+        headers = {"X-JWS-Signature": self._signer(endpoint.path).sign(body)}
+        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
+        try:
+            status, reply = await self._transport.send(endpoint.path, headers, body, limits)
+        except Exception as exc:
+            _add_context(exc, endpoint, identifier, request_id)
+            raise
+        if not 200 <= status < 300:
+            raise http_status_error(
+                endpoint, status, reply, identifier=identifier, request_id=request_id
+            )
+        return decode_response(endpoint, reply, identifier=identifier, request_id=request_id)
+
+
+def _add_context(
+    exc: BaseException,
+    endpoint: Endpoint[Any, Any],
+    identifier: str | None,
+    request_id: UUID | None,
+) -> None:
+    if isinstance(exc, FreedomPayError):
+        exc.endpoint = endpoint.name
+        exc.identifier = identifier
+        exc.request_id = request_id
+
+
+def _credential(name: str, value: str | None, env: str) -> str:
+    if value is None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{name} is required: pass {name}=... or set ${env}")
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _positive_int(name: str, value: int, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value}")
+
+
+def _resolve_base_url(base_url: str | None, region: str | None) -> str:
+    if base_url is not None and region is not None:
+        raise ValueError("pass base_url or region, not both")
+    if region is not None:
+        try:
+            return _config.REGIONS[region]
+        except KeyError:
+            raise ValueError(
+                f"unknown region {region!r}; expected one of {sorted(_config.REGIONS)}"
+            ) from None
+    if base_url is None:
+        base_url = os.environ.get(_config.ENV_BASE_URL) or _config.REGIONS[_config.DEFAULT_REGION]
+    if not isinstance(base_url, str):
+        raise TypeError("base_url must be a str")
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+    if url.path not in ("", "/") or url.query_string or url.fragment:
+        raise ValueError(
+            f"base_url must be an origin like https://api.freedompay.kz, not {base_url!r}"
+        )
+    return str(url.origin())
+
+
+__all__ = ["FreedomPayClient"]

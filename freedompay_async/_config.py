@@ -1,0 +1,88 @@
+"""Every default of the SDK in one place: hosts, timeouts, pool, limits, environment names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Final, Literal
+
+from ._version import __version__
+
+Region = Literal["kz", "kz-test", "kg", "uz"]
+
+#: Base URL of each Freedom Pay region (``kz-test`` is assumed from the sibling Card API).
+REGIONS: Final[dict[str, str]] = {
+    "kz": "https://api.freedompay.kz",
+    "kz-test": "https://test-api.freedompay.kz",
+    "kg": "https://api.freedompay.kg",
+    "uz": "https://api.freedompay.uz",
+}
+DEFAULT_REGION: Final = "kz"
+
+ENV_AUTH_ID: Final = "FREEDOMPAY_AUTH_ID"
+ENV_SECRET_KEY: Final = "FREEDOMPAY_SECRET_KEY"
+ENV_BASE_URL: Final = "FREEDOMPAY_BASE_URL"
+
+DEFAULT_USER_AGENT: Final = f"freedompay-async/{__version__}"
+
+#: Connection pool: total sockets, and sockets per host (0 = no per-host cap).
+DEFAULT_MAX_CONNECTIONS: Final = 100
+DEFAULT_MAX_CONNECTIONS_PER_HOST: Final = 0
+#: DNS answers are cached this long (seconds).
+DNS_CACHE_TTL: Final = 300
+#: Idle keep-alive sockets are closed after this many seconds, below common server cut-offs.
+KEEPALIVE_TIMEOUT: Final = 15.0
+
+#: Replies larger than this are refused without being buffered whole.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
+#: How much of an unexpected body an exception carries.
+ERROR_BODY_EXCERPT: Final = 512
+#: Longest partner-side wallet identifier accepted before any network call.
+MAX_IDENTIFIER_LENGTH: Final = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeout:
+    """Per-request time limits in seconds; ``None`` switches a limit off.
+
+    ``total`` bounds the whole request (connect, send, read); ``connect`` bounds getting a
+    connection from the pool and opening it; ``read`` bounds each wait for bytes from the server.
+
+    >>> Timeout(total=10, connect=2)
+    Timeout(total=10, connect=2, read=None)
+    """
+
+    total: float | None = 30.0
+    connect: float | None = 10.0
+    read: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("total", "connect", "read"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Timeout.{name} must be a number of seconds or None")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Timeout.{name} must be a positive number of seconds")
+
+    @classmethod
+    def coerce(cls, value: float | Timeout | None) -> Timeout:
+        """Turn the user's ``timeout=`` argument into a :class:`Timeout`.
+
+        A plain number is the total per request; the connect limit keeps its default unless
+        the total is shorter.
+        """
+        if value is None:
+            return DEFAULT_TIMEOUT
+        if isinstance(value, Timeout):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("timeout must be a number of seconds or a freedompay_async.Timeout")
+        total = float(value)
+        default_connect = DEFAULT_TIMEOUT.connect
+        connect = total if default_connect is None else min(default_connect, total)
+        return cls(total=total, connect=connect)
+
+
+DEFAULT_TIMEOUT: Final = Timeout()
