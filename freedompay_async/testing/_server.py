@@ -55,6 +55,13 @@ class FakeWallet:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class _CannedReply:
+    body: bytes
+    status: int
+    content_type: str
+
+
 @dataclasses.dataclass
 class FakeStats:
     """What the fake server saw: counts per endpoint path, and concurrency."""
@@ -127,6 +134,7 @@ class FakeFreedomPay:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._canned: dict[str, list[_CannedReply]] = {}
         self._routes: dict[str, Handler] = {
             _protocol.INFO.path: FakeFreedomPay._handle_info,
         }
@@ -166,6 +174,30 @@ class FakeFreedomPay:
         )
         self.wallets[identifier] = wallet
         return wallet
+
+    def respond_with(
+        self,
+        path: str,
+        body: bytes | str | dict[str, Any],
+        *,
+        status: int = 200,
+        times: int = 1,
+        content_type: str = "application/json",
+    ) -> None:
+        """Answer the next ``times`` requests to ``path`` with this reply instead of the real one.
+
+        The signature is still checked first. ``body`` may be raw bytes (to send junk), text,
+        or a dict encoded as JSON.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        if isinstance(body, dict):
+            raw = _encode(body)
+        elif isinstance(body, str):
+            raw = body.encode("utf-8")
+        else:
+            raw = body
+        self._canned.setdefault(path, []).extend([_CannedReply(raw, status, content_type)] * times)
 
     def client(self, **options: Any) -> FreedomPayClient:
         """A :class:`FreedomPayClient` pointed at this server with its credentials."""
@@ -248,6 +280,12 @@ class FakeFreedomPay:
         except SignatureError as exc:
             self.stats.rejected_signatures += 1
             return _json({"status": "error", "error_description": f"unauthorized: {exc}"}, 401)
+        canned = self._canned.get(request.path)
+        if canned:
+            reply = canned.pop(0)
+            return web.Response(
+                body=reply.body, status=reply.status, content_type=reply.content_type
+            )
         try:
             payload = _decode_object(body)
         except (msgspec.DecodeError, msgspec.ValidationError):

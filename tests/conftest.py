@@ -1,0 +1,42 @@
+"""Shared fixtures. Every test runs with warnings as errors (pyproject) and fails on loop errors
+(unclosed sessions reported through the loop's exception handler) or tasks left running."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from freedompay_async import FreedomPayClient
+from freedompay_async.testing import FakeFreedomPay
+
+
+@pytest.fixture(autouse=True)
+async def _no_loop_errors_or_stray_tasks() -> AsyncIterator[None]:
+    """Fail a test whose event loop reported an error or that left tasks behind."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    yield
+    gc.collect()  # unclosed sessions report themselves from __del__
+    await asyncio.sleep(0)
+    me = asyncio.current_task()
+    stray = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+    loop.set_exception_handler(None)
+    assert not errors, f"event loop reported errors: {errors}"
+    assert not stray, f"tasks left running: {stray}"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeFreedomPay]:
+    async with FakeFreedomPay(wallets=100) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(fake: FakeFreedomPay) -> AsyncIterator[FreedomPayClient]:
+    async with fake.client() as c:
+        yield c
