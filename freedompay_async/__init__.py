@@ -7,6 +7,7 @@
 
 from ._client import FreedomPayClient
 from ._config import REGIONS, Timeout
+from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
     APIError,
@@ -19,6 +20,7 @@ from .errors import (
     RequestNotFoundError,
     RequestTimeoutError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     TransportError,
     WalletBlockError,
     WalletClosedError,
@@ -51,6 +53,8 @@ __all__ = [
     "RequestTimeoutError",
     "Response",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
+    "RetryPolicy",
     "Timeout",
     "TransportError",
     "Wallet",

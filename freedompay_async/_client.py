@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import dataclasses
+import logging
 import os
 import ssl as ssl_module
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -16,9 +21,13 @@ from . import _config
 from ._config import Timeout
 from ._jws import ALGORITHMS, Signer
 from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
+from ._retry import RetryPolicy
 from ._transport import AiohttpTransport
-from .errors import ClientClosedError, FreedomPayError
+from .errors import APIError, ClientClosedError, FreedomPayError, TransportError
 from .resources.wallets import Wallets
+
+logger = logging.getLogger("freedompay_async")
+logger.addHandler(logging.NullHandler())
 
 
 class FreedomPayClient:
@@ -39,6 +48,9 @@ class FreedomPayClient:
             ``$FREEDOMPAY_BASE_URL``, else the ``region``'s host).
         region: ``"kz"`` (default), ``"kz-test"``, ``"kg"`` or ``"uz"``; not with ``base_url``.
         timeout: seconds per request (total), or a :class:`Timeout` for connect/read/total.
+        retry: a :class:`RetryPolicy` (default: 3 attempts, full-jitter backoff). Only reads
+            are ever retried; mutations are sent once.
+        max_retries: shorthand for ``retry=RetryPolicy(max_attempts=max_retries + 1)``.
         max_connections: pool size (sockets across all hosts).
         max_connections_per_host: per-host cap; 0 means only ``max_connections`` applies.
         user_agent: ``User-Agent`` header.
@@ -59,6 +71,8 @@ class FreedomPayClient:
         base_url: str | None = None,
         region: _config.Region | None = None,
         timeout: float | Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
         max_connections: int = _config.DEFAULT_MAX_CONNECTIONS,
         max_connections_per_host: int = _config.DEFAULT_MAX_CONNECTIONS_PER_HOST,
         user_agent: str | None = None,
@@ -84,7 +98,9 @@ class FreedomPayClient:
         self._secret = secret.encode("utf-8")
         self._algorithm = algorithm
         self._base_url = _resolve_base_url(base_url, region)
-        self._timeout = Timeout.coerce(timeout)
+        self._options = _Options(
+            timeout=Timeout.coerce(timeout), retry=_retry_policy(retry, max_retries)
+        )
         self._transport = AiohttpTransport(
             self._base_url,
             session=session,
@@ -112,7 +128,37 @@ class FreedomPayClient:
 
     @property
     def timeout(self) -> Timeout:
-        return self._timeout
+        """Time limits applied to each request (see :class:`Timeout`)."""
+        return self._options.timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy applied to reads."""
+        return self._options.retry
+
+    def with_options(
+        self,
+        *,
+        timeout: float | Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+    ) -> FreedomPayClient:
+        """A view of this client with other per-request options, sharing its connection pool.
+
+        >>> fast = client.with_options(timeout=2, max_retries=0)  # doctest: +SKIP
+        >>> await fast.wallets.info("user-42")  # doctest: +SKIP
+
+        Closing either closes the shared pool; keep using the original for lifecycle.
+        """
+        options = _Options(
+            timeout=self._options.timeout if timeout is None else Timeout.coerce(timeout),
+            retry=_retry_policy(retry or self._options.retry, max_retries),
+        )
+        view = copy.copy(self)
+        view._options = options
+        view._entered = False
+        view.wallets = Wallets(view)
+        return view
 
     @property
     def closed(self) -> bool:
@@ -169,32 +215,122 @@ class FreedomPayClient:
         request_id: UUID | None = None,
         timeout: float | Timeout | None = None,
     ) -> ResponseT:
-        """Encode, sign, send and decode one call of ``endpoint``."""
+        """Encode, sign, send and decode one call of ``endpoint``, retrying reads when safe.
+
+        The body is encoded and signed once; a retry resends the very same bytes.
+        """
         body = encode(payload)
         headers = {"X-JWS-Signature": self._signer(endpoint.path).sign(body)}
-        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
-        try:
-            status, reply = await self._transport.send(endpoint.path, headers, body, limits)
-        except Exception as exc:
-            _add_context(exc, endpoint, identifier, request_id)
-            raise
-        if not 200 <= status < 300:
-            raise http_status_error(
-                endpoint, status, reply, identifier=identifier, request_id=request_id
-            )
-        return decode_response(endpoint, reply, identifier=identifier, request_id=request_id)
+        options = self._options
+        limits = options.timeout if timeout is None else Timeout.coerce(timeout)
+        send = self._transport.send
+        path = endpoint.path
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: str | None = None
+            try:
+                status, reply, retry_after = await send(path, headers, body, limits)
+                if not 200 <= status < 300:
+                    raise http_status_error(
+                        endpoint, status, reply, identifier=identifier, request_id=request_id
+                    )
+                result = decode_response(
+                    endpoint, reply, identifier=identifier, request_id=request_id
+                )
+            except FreedomPayError as error:
+                error.endpoint = endpoint.name
+                error.identifier = identifier
+                error.request_id = request_id
+                error.attempts = attempt
+                if isinstance(error, APIError) or not options.retry.should_retry(
+                    error, attempt=attempt, read=endpoint.safe_to_retry
+                ):
+                    if isinstance(error, TransportError) and not endpoint.safe_to_retry:
+                        error.message += (
+                            "; the request may have reached Freedom Pay: do not resend it, "
+                            "ask Request status with its request_id"
+                        )
+                    _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                    raise
+                delay = options.retry.delay(attempt, retry_after)
+                if logger.isEnabledFor(logging.WARNING):
+                    logger.warning(
+                        "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",
+                        endpoint.name,
+                        identifier,
+                        attempt,
+                        options.retry.max_attempts,
+                        type(error).__name__,
+                        error.message,
+                        delay,
+                        extra={
+                            "endpoint": endpoint.name,
+                            "identifier": identifier,
+                            "attempt": attempt,
+                            "http_status": error.http_status,
+                            "delay": delay,
+                        },
+                    )
+                await asyncio.sleep(delay)
+                continue
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_done(endpoint, identifier, status, attempt, started, None)
+            return result
 
 
-def _add_context(
-    exc: BaseException,
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """Per-request options a :meth:`FreedomPayClient.with_options` view may change."""
+
+    timeout: Timeout
+    retry: RetryPolicy
+
+
+def _retry_policy(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError("retry must be a freedompay_async.RetryPolicy")
+    policy = retry or RetryPolicy()
+    if max_retries is None:
+        return policy
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError("max_retries must be an int")
+    if max_retries < 0:
+        raise ValueError("max_retries must be >= 0")
+    return dataclasses.replace(policy, max_attempts=max_retries + 1)
+
+
+def _log_done(
     endpoint: Endpoint[Any, Any],
     identifier: str | None,
-    request_id: UUID | None,
+    http_status: int | None,
+    attempts: int,
+    started: float,
+    error: FreedomPayError | None,
 ) -> None:
-    if isinstance(exc, FreedomPayError):
-        exc.endpoint = endpoint.name
-        exc.identifier = identifier
-        exc.request_id = request_id
+    """One DEBUG line per request: endpoint, identifier, status, attempts, milliseconds."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    outcome = "ok" if error is None else type(error).__name__
+    logger.debug(
+        "%s %r -> %s %s in %.1f ms (attempts=%d)",
+        endpoint.name,
+        identifier,
+        http_status,
+        outcome,
+        elapsed_ms,
+        attempts,
+        extra={
+            "endpoint": endpoint.name,
+            "identifier": identifier,
+            "http_status": http_status,
+            "outcome": outcome,
+            "attempts": attempts,
+            "elapsed_ms": elapsed_ms,
+        },
+    )
 
 
 def _credential(name: str, value: str | None, env: str) -> str:

@@ -1,6 +1,6 @@
 """The one module that talks HTTP: a lazily created aiohttp session and ``send()``.
 
-``send(path, headers, body, timeout)`` returns ``(http_status, body_bytes)`` or raises a typed
+``send(path, headers, body, timeout)`` returns ``(http_status, body_bytes, retry_after)`` or raises a typed
 :class:`~freedompay_async.errors.TransportError` / ``RequestTimeoutError`` /
 ``ResponseDecodeError`` (body over the size cap). Everything above it is pure.
 """
@@ -19,7 +19,7 @@ from ._config import DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, Timeout
 from .errors import (
     ClientClosedError,
     RequestTimeoutError,
-    ResponseDecodeError,
+    ResponseTooLargeError,
     TransportError,
     excerpt,
 )
@@ -125,8 +125,9 @@ class AiohttpTransport:
 
     async def send(
         self, path: str, headers: Mapping[str, str], body: bytes, timeout: Timeout
-    ) -> tuple[int, bytes]:
-        """POST ``body`` to ``path``; return the HTTP status and the whole reply body."""
+    ) -> tuple[int, bytes, str | None]:
+        """POST ``body`` to ``path``; return the HTTP status, the whole reply body, and the
+        ``Retry-After`` header of an error reply (``None`` on success)."""
         session = self._check_loop()
         if self._request_headers:
             headers = {**self._request_headers, **headers}
@@ -138,7 +139,9 @@ class AiohttpTransport:
                 timeout=self._client_timeout(timeout),
                 allow_redirects=False,
             ) as response:
-                return response.status, await self._read(response)
+                status = response.status
+                retry_after = response.headers.get("Retry-After") if status >= 400 else None
+                return status, await self._read(response), retry_after
         except TimeoutError as exc:
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
         except aiohttp.ClientError as exc:
@@ -153,7 +156,7 @@ class AiohttpTransport:
         length = response.content_length
         if length is not None:
             if length > cap:
-                raise ResponseDecodeError(
+                raise ResponseTooLargeError(
                     f"reply of {length} bytes exceeds max_response_bytes={cap}",
                     http_status=response.status,
                 )
@@ -164,7 +167,7 @@ class AiohttpTransport:
         async for chunk in response.content.iter_chunked(_CHUNK):
             size += len(chunk)
             if size > cap:
-                raise ResponseDecodeError(
+                raise ResponseTooLargeError(
                     f"reply exceeds max_response_bytes={cap}",
                     http_status=response.status,
                     body=excerpt(b"".join(chunks)),

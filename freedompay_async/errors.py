@@ -15,6 +15,7 @@
     ├── TransportError              the request did not complete (connection refused, reset, ...)
     │   └── RequestTimeoutError         a time limit was hit (also a builtin ``TimeoutError``)
     ├── ResponseDecodeError         the body is not what the spec says (truncated body attached)
+    │   └── ResponseTooLargeError       the body is over ``max_response_bytes``
     └── ClientClosedError           the client was closed (also a ``RuntimeError``)
 
 Invalid arguments are not sent at all: they raise :class:`ValueError` or :class:`TypeError`
@@ -40,6 +41,7 @@ __all__ = [
     "RequestNotFoundError",
     "RequestTimeoutError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "TransportError",
     "WalletBlockError",
     "WalletCloseError",
@@ -238,6 +240,10 @@ class RequestTimeoutError(TransportError, TimeoutError):
 
 class ResponseDecodeError(FreedomPayError):
     """The reply is not what the spec says: empty, not JSON, wrong shape, or too large."""
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """The reply is larger than ``max_response_bytes``; it was not read whole."""
 
 
 class ClientClosedError(FreedomPayError, RuntimeError):

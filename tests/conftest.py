@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from freedompay_async import FreedomPayClient
+from freedompay_async import FreedomPayClient, RetryPolicy
 from freedompay_async.testing import FakeFreedomPay
 
 
@@ -38,5 +38,6 @@ async def fake() -> AsyncIterator[FakeFreedomPay]:
 
 @pytest.fixture
 async def client(fake: FakeFreedomPay) -> AsyncIterator[FreedomPayClient]:
-    async with fake.client() as c:
+    # Default attempts, but short waits between them.
+    async with fake.client(retry=RetryPolicy(backoff=0.001)) as c:
         yield c

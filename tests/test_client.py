@@ -140,7 +140,11 @@ async def test_non_2xx_raises_http_status_error_with_truncated_body(
     client: FreedomPayClient, fake: FakeFreedomPay
 ) -> None:
     fake.respond_with(
-        INFO_PATH, b"<html>" + b"x" * 5000 + b"</html>", status=502, content_type="text/html"
+        INFO_PATH,
+        b"<html>" + b"x" * 5000 + b"</html>",
+        status=502,
+        content_type="text/html",
+        times=3,
     )
     with pytest.raises(HTTPStatusError) as caught:
         await client.wallets.info("user-1")
@@ -167,9 +171,10 @@ async def test_non_2xx_with_an_envelope_keeps_its_error_code(
 async def test_malformed_replies_raise_response_decode_error(
     client: FreedomPayClient, fake: FakeFreedomPay, body: bytes
 ) -> None:
-    fake.respond_with(INFO_PATH, body)
+    fake.respond_with(INFO_PATH, body, times=3)
     with pytest.raises(ResponseDecodeError) as caught:
         await client.wallets.info("user-1")
+    assert caught.value.attempts == 3  # a read is retried; the fake answered junk each time
     assert caught.value.body == body.decode()
     assert caught.value.identifier == "user-1"
 
