@@ -6,6 +6,7 @@
 ...         info = await client.wallets.info("user-42")
 """
 
+from ._faults import Faults
 from ._server import FakeFreedomPay, FakeStats, FakeWallet
 
-__all__ = ["FakeFreedomPay", "FakeStats", "FakeWallet"]
+__all__ = ["FakeFreedomPay", "FakeStats", "FakeWallet", "Faults"]

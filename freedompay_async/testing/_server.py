@@ -22,6 +22,7 @@ from aiohttp import web
 from .. import _protocol
 from .._client import FreedomPayClient
 from .._jws import SignatureError, verify
+from ._faults import FaultInjector, Faults
 
 Handler = Callable[["FakeFreedomPay", dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -60,6 +61,7 @@ class _CannedReply:
     body: bytes
     status: int
     content_type: str
+    headers: dict[str, str]
 
 
 @dataclasses.dataclass
@@ -71,11 +73,14 @@ class FakeStats:
     rejected_signatures: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    #: Faults injected so far, by kind (see :class:`Faults`).
+    faults: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget everything counted so far."""
         self.requests = self.rejected_signatures = self.in_flight = self.max_in_flight = 0
         self.by_path.clear()
+        self.faults.clear()
 
 
 def seeded_wallet(index: int, currency: str = "KZT") -> FakeWallet:
@@ -98,6 +103,7 @@ class FakeFreedomPay:
         wallets: seed this many wallets ``user-0`` ... ``user-<N-1>`` (deterministic balances).
         auth_id / secret_key: the credentials it accepts (``fake.client()`` uses them).
         latency: seconds added before every reply (to make concurrency observable).
+        faults: faults to inject into every endpoint (see :meth:`inject_faults`).
 
     Usage::
 
@@ -114,6 +120,7 @@ class FakeFreedomPay:
         secret_key: str = "fake-secret-key",
         currency: str = "KZT",
         latency: float = 0.0,
+        faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -135,6 +142,9 @@ class FakeFreedomPay:
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._canned: dict[str, list[_CannedReply]] = {}
+        self._faults = FaultInjector()
+        self._faults.default = faults
+        self._faults.injected = self.stats.faults
         self._routes: dict[str, Handler] = {
             _protocol.INFO.path: FakeFreedomPay._handle_info,
         }
@@ -183,6 +193,7 @@ class FakeFreedomPay:
         status: int = 200,
         times: int = 1,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer the next ``times`` requests to ``path`` with this reply instead of the real one.
 
@@ -197,7 +208,27 @@ class FakeFreedomPay:
             raw = body.encode("utf-8")
         else:
             raw = body
-        self._canned.setdefault(path, []).extend([_CannedReply(raw, status, content_type)] * times)
+        reply = _CannedReply(raw, status, content_type, dict(headers or {}))
+        self._canned.setdefault(path, []).extend([reply] * times)
+
+    def inject_faults(self, faults: Faults | None, *, path: str | None = None) -> None:
+        """Inject ``faults`` into requests to ``path`` (every endpoint when ``None``).
+
+        ``None`` as ``faults`` removes them again for that path (or globally). What was
+        injected is counted in ``fake.stats.faults``.
+        """
+        if faults is not None and not isinstance(faults, Faults):
+            raise TypeError("faults must be a freedompay_async.testing.Faults")
+        if path is None:
+            self._faults.default = faults
+        elif faults is None:
+            self._faults.by_path.pop(path, None)
+        else:
+            self._faults.by_path[path] = faults
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault (counts in ``stats.faults`` are kept)."""
+        self._faults.clear()
 
     def client(self, **options: Any) -> FreedomPayClient:
         """A :class:`FreedomPayClient` pointed at this server with its credentials."""
@@ -214,7 +245,8 @@ class FakeFreedomPay:
             raise RuntimeError("FakeFreedomPay is already started")
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # In-flight handlers (latency, stalls) get a short grace period at shutdown, not 60 s.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port, backlog=1024)
         try:
@@ -231,6 +263,7 @@ class FakeFreedomPay:
     async def aclose(self) -> None:
         """Stop listening and drop connections. Idempotent."""
         runner, self._runner = self._runner, None
+        self._faults.release_stalls()
         if runner is not None:
             await runner.cleanup()
 
@@ -257,7 +290,13 @@ class FakeFreedomPay:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
-            return await self._answer(request)
+            faults = self._faults
+            if not faults.active:
+                return await self._answer(request)
+            early = await faults.before(request)
+            if early is not None:
+                return early
+            return await faults.after(request, await self._answer(request))
         finally:
             stats.in_flight -= 1
 
@@ -284,7 +323,10 @@ class FakeFreedomPay:
         if canned:
             reply = canned.pop(0)
             return web.Response(
-                body=reply.body, status=reply.status, content_type=reply.content_type
+                body=reply.body,
+                status=reply.status,
+                content_type=reply.content_type,
+                headers=reply.headers,
             )
         try:
             payload = _decode_object(body)
