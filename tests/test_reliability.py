@@ -1,0 +1,323 @@
+"""Retries, timeouts, limits and fault injection, through the fake server's real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import aiohttp
+import pytest
+
+from freedompay_async import (
+    AuthenticationError,
+    FreedomPayClient,
+    HTTPStatusError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    ResponseTooLargeError,
+    RetryPolicy,
+    Timeout,
+    TransportError,
+    WalletNotFoundError,
+)
+from freedompay_async._retry import parse_retry_after
+from freedompay_async.testing import FakeFreedomPay, Faults
+
+INFO_PATH = "/v5/partner/wallet/info"
+FAST = RetryPolicy(backoff=0.001, max_backoff=0.01)
+
+
+# -- the policy, as pure math ---------------------------------------------------------------
+
+
+def test_full_jitter_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(backoff=0.5, max_backoff=3.0)
+    highest = [policy.delay(n, uniform=lambda low, high: high) for n in range(1, 6)]
+    assert highest == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert [policy.delay(n, uniform=lambda low, high: low) for n in range(1, 4)] == [0.0] * 3
+    draws = {policy.delay(3) for _ in range(200)}
+    assert len(draws) > 100  # jittered
+    assert all(0.0 <= d <= 2.0 for d in draws)
+
+
+def test_retry_after_seconds_and_http_dates_are_honoured_and_capped() -> None:
+    policy = RetryPolicy(max_retry_after=10.0)
+    assert policy.delay(1, "4") == 4.0
+    assert policy.delay(1, "3600") == 10.0
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    date = format_datetime(now + timedelta(seconds=7), usegmt=True)
+    assert policy.delay(1, date, now=now.timestamp) == pytest.approx(7.0)
+    past = format_datetime(now - timedelta(seconds=7), usegmt=True)
+    assert policy.delay(1, past, now=now.timestamp) == 0.0
+    # Junk falls back to the jittered backoff.
+    assert policy.delay(1, "soon", uniform=lambda low, high: high) == policy.backoff
+    assert parse_retry_after("-5") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00") is None  # no zone: not an HTTP date
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_attempts": 0}, ValueError),
+        ({"max_attempts": 2.5}, TypeError),
+        ({"backoff": -1}, ValueError),
+        ({"max_backoff": float("inf")}, ValueError),
+        ({"max_retry_after": "1"}, TypeError),
+    ],
+)
+def test_bad_policies_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_max_retries_shorthand_and_with_options() -> None:
+    client = FreedomPayClient(auth_id="1", secret_key="s", max_retries=5)
+    assert client.retry.max_attempts == 6
+    view = client.with_options(max_retries=0, timeout=2)
+    assert view.retry.max_attempts == 1
+    assert view.timeout == Timeout(total=2.0, connect=2.0)
+    assert client.retry.max_attempts == 6  # the original is untouched
+    assert client.timeout == Timeout()
+    with pytest.raises(ValueError, match="max_retries"):
+        client.with_options(max_retries=-1)
+    with pytest.raises(TypeError, match="RetryPolicy"):
+        FreedomPayClient(auth_id="1", secret_key="s", retry=3)  # type: ignore[arg-type]
+
+
+# -- retries through HTTP -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+async def test_transient_statuses_are_retried_for_reads(fake: FakeFreedomPay, status: int) -> None:
+    fake.respond_with(INFO_PATH, b"busy", status=status, times=2, content_type="text/plain")
+    async with fake.client(retry=FAST) as client:
+        info = await client.wallets.info("user-1")
+    assert info.wallet.identifiers[0].value == "user-1"
+    assert fake.stats.by_path[INFO_PATH] == 3
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 501])
+async def test_other_statuses_are_not_retried(fake: FakeFreedomPay, status: int) -> None:
+    fake.respond_with(INFO_PATH, b"no", status=status, times=3, content_type="text/plain")
+    async with fake.client(retry=FAST) as client:
+        with pytest.raises(HTTPStatusError) as caught:
+            await client.wallets.info("user-1")
+    assert caught.value.http_status == status
+    assert caught.value.attempts == 1
+    assert fake.stats.by_path[INFO_PATH] == 1
+
+
+async def test_api_errors_and_auth_errors_are_never_retried(fake: FakeFreedomPay) -> None:
+    async with fake.client(retry=FAST) as client:
+        with pytest.raises(WalletNotFoundError):
+            await client.wallets.info("nobody")
+    async with fake.client(retry=FAST, secret_key="wrong") as client:
+        with pytest.raises(AuthenticationError):
+            await client.wallets.info("user-1")
+    assert fake.stats.by_path[INFO_PATH] == 2
+
+
+async def test_the_final_error_tells_the_attempts_and_keeps_the_cause(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(reset_rate=1.0))
+    async with fake.client(retry=RetryPolicy(max_attempts=4, backoff=0.001)) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.wallets.info("user-1")
+    error = caught.value
+    assert error.attempts == 4
+    assert "attempts=4" in str(error)
+    assert isinstance(error.__cause__, aiohttp.ClientError)
+    assert fake.stats.by_path[INFO_PATH] == 4
+    assert fake.stats.faults == {"reset": 4}
+
+
+async def test_retry_after_is_honoured(
+    fake: FakeFreedomPay, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.respond_with(INFO_PATH, b"slow down", status=429, headers={"Retry-After": "7"})
+    policy = RetryPolicy(backoff=0.001, max_retry_after=0.05)
+    caplog.set_level(logging.WARNING, logger="freedompay_async")
+    async with fake.client(retry=policy) as client:
+        await client.wallets.info("user-1")
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.delay == 0.05  # type: ignore[attr-defined]  # 7 s, capped
+    assert record.http_status == 429  # type: ignore[attr-defined]
+
+
+async def test_retries_can_be_switched_off(fake: FakeFreedomPay) -> None:
+    fake.respond_with(INFO_PATH, b"busy", status=503, content_type="text/plain")
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(HTTPStatusError):
+            await client.wallets.info("user-1")
+    assert fake.stats.by_path[INFO_PATH] == 1
+
+
+async def test_per_call_options_through_with_options(fake: FakeFreedomPay) -> None:
+    fake.respond_with(INFO_PATH, b"busy", status=503, times=2, content_type="text/plain")
+    async with fake.client(max_retries=0) as client:
+        info = await client.with_options(retry=FAST).wallets.info("user-1")
+        assert info.wallet.identifiers[0].value == "user-1"
+        assert not client.closed
+
+
+# -- each fault, one at a time --------------------------------------------------------------
+
+
+async def test_stalls_become_request_timeout_errors(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0, stall_seconds=30))
+    async with fake.client(timeout=0.2, retry=FAST) as client:
+        with pytest.raises(RequestTimeoutError) as caught:
+            await client.wallets.info("user-1")
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.attempts == 3
+    assert fake.stats.faults == {"stall": 3}
+
+
+async def test_read_timeout_is_separate_from_total(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(latency=0.5))
+    async with fake.client(timeout=Timeout(total=None, read=0.1), max_retries=0) as client:
+        with pytest.raises(RequestTimeoutError, match=r"read=0\.1s"):
+            await client.wallets.info("user-1")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "non_json", "wrong_shape"])
+async def test_damaged_bodies_are_retried_then_reported(fake: FakeFreedomPay, kind: str) -> None:
+    fake.inject_faults(Faults(**{f"{kind}_rate": 1.0}))  # type: ignore[arg-type]
+    async with fake.client(retry=FAST) as client:
+        with pytest.raises(ResponseDecodeError) as caught:
+            await client.wallets.info("user-1")
+    assert caught.value.attempts == 3
+    assert caught.value.body
+    assert fake.stats.faults == {kind: 3}
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_oversize_bodies_are_refused_without_retry(
+    fake: FakeFreedomPay, chunked: bool
+) -> None:
+    fake.inject_faults(Faults(oversize_rate=1.0, oversize_bytes=300_000, oversize_chunked=chunked))
+    async with fake.client(retry=FAST, max_response_bytes=100_000) as client:
+        with pytest.raises(ResponseTooLargeError, match="max_response_bytes=100000") as caught:
+            await client.wallets.info("user-1")
+        assert caught.value.attempts == 1
+        fake.clear_faults()
+        assert (await client.wallets.info("user-2")).wallet.identifiers[0].value == "user-2"
+
+
+async def test_redirects_are_not_followed(fake: FakeFreedomPay) -> None:
+    async with FakeFreedomPay(wallets=1) as elsewhere:
+        fake.respond_with(
+            INFO_PATH, b"", status=307, headers={"Location": elsewhere.url + INFO_PATH}
+        )
+        async with fake.client(retry=FAST) as client:
+            with pytest.raises(HTTPStatusError) as caught:
+                await client.wallets.info("user-0")
+        assert caught.value.http_status == 307
+        assert elsewhere.stats.requests == 0  # the signature never left for another host
+
+
+async def test_faults_are_deterministic_for_a_seed() -> None:
+    faults = Faults(server_error_rate=0.2, reset_rate=0.1, truncated_rate=0.1, seed=11)
+    seen = []
+    for _ in range(2):
+        async with FakeFreedomPay(wallets=200, faults=faults) as fake:
+            async with fake.client(max_retries=0) as client:
+                outcomes = await asyncio.gather(
+                    *(client.wallets.info(f"user-{i}") for i in range(200)), return_exceptions=True
+                )
+            seen.append(([type(o).__name__ for o in outcomes], dict(fake.stats.faults)))
+    assert seen[0] == seen[1]
+    assert sum(seen[0][1].values()) > 40  # roughly 40% of 200 drew a fault
+
+
+async def test_faults_can_target_one_path(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(server_error_rate=1.0), path="/v5/partner/wallet/other")
+    async with fake.client(max_retries=0) as client:
+        await client.wallets.info("user-1")
+    assert fake.stats.faults == {}
+    fake.inject_faults(Faults(server_error_rate=1.0), path=INFO_PATH)
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(HTTPStatusError):
+            await client.wallets.info("user-1")
+    assert fake.stats.faults == {"server_error": 1}
+
+
+def test_fault_rates_are_validated() -> None:
+    with pytest.raises(ValueError, match="add up"):
+        Faults(server_error_rate=0.6, reset_rate=0.6)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Faults(stall_rate=-0.1)
+    with pytest.raises(ValueError, match="latency"):
+        Faults(latency=(2.0, 1.0))
+    with pytest.raises(ValueError, match="5xx"):
+        Faults(server_error_statuses=(404,))
+
+
+# -- cancellation -----------------------------------------------------------------------------
+
+
+async def test_cancelling_a_call_leaves_no_task_and_no_busy_connection(
+    fake: FakeFreedomPay,
+) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0))
+    async with fake.client() as client:
+        task = asyncio.create_task(client.wallets.info("user-1"))
+        while fake.stats.in_flight == 0:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        connector = client.session.connector if client.session else None
+        assert connector is not None
+        assert len(connector._acquired) == 0  # type: ignore[attr-defined]
+        fake.clear_faults()
+        assert (await client.wallets.info("user-2")).wallet.identifiers[0].value == "user-2"
+
+
+# -- logging and secrets --------------------------------------------------------------------
+
+
+async def test_logging_one_debug_line_per_request_warning_per_retry_and_no_secrets(
+    fake: FakeFreedomPay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="freedompay_async")
+    fake.respond_with(INFO_PATH, b"busy", status=503, content_type="text/plain")
+    signatures: list[str] = []
+
+    async def on_headers(session, context, params) -> None:  # type: ignore[no-untyped-def]
+        signatures.append(params.headers["X-JWS-Signature"])
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(on_headers)
+    async with fake.client(retry=FAST, trace_configs=[trace]) as client:
+        await client.wallets.info("user-1")
+        with pytest.raises(WalletNotFoundError):
+            await client.wallets.info("nobody")
+    records = [r for r in caplog.records if r.name.startswith("freedompay_async")]
+    levels = [r.levelname for r in records]
+    assert levels == ["WARNING", "DEBUG", "DEBUG"]
+    ok = records[1]
+    assert ok.endpoint == "info"  # type: ignore[attr-defined]
+    assert ok.identifier == "user-1"  # type: ignore[attr-defined]
+    assert ok.http_status == 200  # type: ignore[attr-defined]
+    assert ok.attempts == 2  # type: ignore[attr-defined]
+    assert ok.elapsed_ms > 0  # type: ignore[attr-defined]
+    assert "WalletNotFoundError" in records[2].getMessage()
+    assert not [r for r in records if r.levelno == logging.INFO]
+    assert len(signatures) == 3
+    text = "\n".join(r.getMessage() + repr(r.__dict__) for r in records)
+    assert fake.secret_key not in text
+    for signature in signatures:
+        assert signature not in text
+        assert signature.split("..")[1] not in text
+
+
+async def test_nothing_is_logged_at_info_by_default(
+    fake: FakeFreedomPay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with fake.client() as client:
+        await client.wallets.info("user-1")
+    assert [r for r in caplog.records if r.name.startswith("freedompay_async")] == []
