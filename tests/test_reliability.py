@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pathlib
+import shutil
+import ssl
+import subprocess
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -321,3 +325,39 @@ async def test_nothing_is_logged_at_info_by_default(
     async with fake.client() as client:
         await client.wallets.info("user-1")
     assert [r for r in caplog.records if r.name.startswith("freedompay_async")] == []
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_is_verified_by_default_and_a_context_can_trust_a_private_ca(
+    tls_files: tuple[pathlib.Path, pathlib.Path],
+) -> None:
+    cert, key = tls_files
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    async with FakeFreedomPay(wallets=1, ssl=server_context) as fake:
+        assert fake.url.startswith("https://")
+        async with fake.client(max_retries=0) as client:
+            with pytest.raises(TransportError, match=r"(?i)certificate"):
+                await client.wallets.info("user-0")
+        trusting = ssl.create_default_context(cafile=str(cert))
+        async with fake.client(ssl=trusting) as client:
+            info = await client.wallets.info("user-0")
+        assert info.wallet.identifiers[0].value == "user-0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl as ssl_module
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -104,6 +105,7 @@ class FakeFreedomPay:
         auth_id / secret_key: the credentials it accepts (``fake.client()`` uses them).
         latency: seconds added before every reply (to make concurrency observable).
         faults: faults to inject into every endpoint (see :meth:`inject_faults`).
+        ssl: a server-side :class:`ssl.SSLContext` to serve HTTPS instead of HTTP.
 
     Usage::
 
@@ -121,6 +123,7 @@ class FakeFreedomPay:
         currency: str = "KZT",
         latency: float = 0.0,
         faults: Faults | None = None,
+        ssl: ssl_module.SSLContext | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -138,6 +141,7 @@ class FakeFreedomPay:
             wallet = seeded_wallet(index, currency)
             self.wallets[wallet.identifier] = wallet
         self._host = host
+        self._ssl = ssl
         self._port = port
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -248,7 +252,7 @@ class FakeFreedomPay:
         # In-flight handlers (latency, stalls) get a short grace period at shutdown, not 60 s.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port, backlog=1024)
+        site = web.TCPSite(runner, self._host, self._port, backlog=1024, ssl_context=self._ssl)
         try:
             await site.start()
         except BaseException:
@@ -258,7 +262,8 @@ class FakeFreedomPay:
         assert isinstance(server, asyncio.base_events.Server)
         port = server.sockets[0].getsockname()[1]
         self._runner = runner
-        self._url = f"http://{self._host}:{port}"
+        scheme = "https" if self._ssl is not None else "http"
+        self._url = f"{scheme}://{self._host}:{port}"
 
     async def aclose(self) -> None:
         """Stop listening and drop connections. Idempotent."""
