@@ -1,0 +1,119 @@
+"""Hypothesis against the public surface: any argument and any reply body ends in a result or
+one of our typed errors (bad arguments: ValueError / TypeError before anything is sent)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from freedompay_async import FreedomPayClient, FreedomPayError
+from freedompay_async.testing import FakeFreedomPay
+
+INFO_PATH = "/v5/partner/wallet/info"
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+maybe = lambda strategy: st.none() | strategy | json_values  # noqa: E731
+wallets = st.fixed_dictionaries(
+    {},
+    optional={
+        "wallet_id": maybe(st.uuids().map(str)),
+        "currency": maybe(st.sampled_from(["KZT", "USD", ""])),
+        "balance": maybe(st.decimals(allow_nan=True).map(str)),
+        "identifiers": maybe(st.lists(st.fixed_dictionaries({"value": json_values}), max_size=2)),
+        "status": maybe(st.text(max_size=10)),
+    },
+)
+envelopes = st.fixed_dictionaries(
+    {"status": st.sampled_from(["ok", "error", "", "weird"]) | json_values},
+    optional={
+        "wallet": wallets | json_values,
+        "request_status": maybe(st.sampled_from(["0", "1", "2", 0, 1, 2, "process"])),
+        "error_code": maybe(st.sampled_from(["1001", "1004", 1004, "9999"])),
+        "error_description": maybe(st.text(max_size=20)),
+        "dt": maybe(st.sampled_from(["2019-08-24T14:15:22Z", "2019-08-24T14:15:22", "yesterday"])),
+    },
+)
+bodies = (
+    st.binary(max_size=300)
+    | json_values.map(msgspec.json.encode)
+    | envelopes.map(msgspec.json.encode)
+)
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[tuple[Callable[[Awaitable[Any]], Any], FakeFreedomPay, FreedomPayClient]]:
+    """One fake server and one client on a private loop for all examples of a module."""
+    loop = asyncio.new_event_loop()
+    fake = FakeFreedomPay(wallets=3)
+    loop.run_until_complete(fake.start())
+    client = fake.client(max_retries=0)
+    try:
+        yield loop.run_until_complete, fake, client
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(fake.aclose())
+        loop.close()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=bodies, status=st.sampled_from([200, 200, 200, 201, 400, 401, 429, 500, 503]))
+def test_any_reply_body_gives_a_result_or_a_typed_error(
+    running: Any, body: bytes, status: int
+) -> None:
+    run, fake, client = running
+    fake.respond_with(INFO_PATH, body, status=status)
+    try:
+        info = run(client.wallets.info("user-0"))
+    except FreedomPayError as error:
+        assert error.endpoint == "info"
+        assert error.identifier == "user-0"
+    else:
+        assert 200 <= status < 300
+        assert info.status != "error"
+
+
+arguments = (
+    st.text(max_size=300)
+    | st.binary(max_size=20)
+    | st.integers()
+    | st.none()
+    | st.floats()
+    | st.lists(st.text(max_size=3), max_size=2)
+    | st.sampled_from(["user-0", "user-1", " user-0", "user-0\x00", "\ud800", "x" * 256, "x" * 257])
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(identifier=arguments)
+def test_any_identifier_gives_a_result_or_a_clear_error(running: Any, identifier: Any) -> None:
+    run, fake, client = running
+    before = fake.stats.requests
+    try:
+        run(client.wallets.info(identifier))
+    except (ValueError, TypeError):
+        assert fake.stats.requests == before  # refused before any request
+    except FreedomPayError:
+        assert fake.stats.requests == before + 1
