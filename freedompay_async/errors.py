@@ -15,6 +15,8 @@
     ├── TransportError              the request did not complete (connection refused, reset, ...)
     │   └── RequestTimeoutError         a time limit was hit (also a builtin ``TimeoutError``)
     ├── ResponseDecodeError         the body is not what the spec says (truncated body attached)
+    ├── WaitTimeoutError            ``wallets.wait`` gave up; the operation may still finish
+    │                                   (also a builtin ``TimeoutError``)
     └── ClientClosedError           the client was closed (also a ``RuntimeError``)
 
 Invalid arguments are not sent at all: they raise :class:`ValueError` or :class:`TypeError`
@@ -41,6 +43,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseDecodeError",
     "TransportError",
+    "WaitTimeoutError",
     "WalletBlockError",
     "WalletCloseError",
     "WalletClosedError",
@@ -238,6 +241,15 @@ class RequestTimeoutError(TransportError, TimeoutError):
 
 class ResponseDecodeError(FreedomPayError):
     """The reply is not what the spec says: empty, not JSON, wrong shape, or too large."""
+
+
+class WaitTimeoutError(FreedomPayError, TimeoutError):
+    """``wallets.wait`` ran out of time while the operation was still not finished.
+
+    Nothing failed: the operation may still complete. ``request_id`` says which one and
+    ``request_status`` the last state seen; call ``wallets.wait`` (or ``request_status``) again
+    later. Never resend the mutation itself. Also an instance of :class:`TimeoutError`.
+    """
 
 
 class ClientClosedError(FreedomPayError, RuntimeError):
