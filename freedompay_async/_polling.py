@@ -30,10 +30,12 @@ async def poll_until(
     budget: float | None,
     interval: float,
     max_interval: float,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> PollOutcome[T]:
     """Call ``fetch`` until ``done(value)``; pause ``interval`` seconds, doubling up to
     ``max_interval``, between calls. Gives up after ``budget`` seconds (``None``: never),
     abandoning a fetch in flight. Errors raised by ``fetch`` propagate unchanged.
+    ``sleep`` is injectable for tests.
     """
     outcome: PollOutcome[T] = PollOutcome()
     delay = interval
@@ -45,6 +47,6 @@ async def poll_until(
             if done(value):
                 outcome.done = True
                 return outcome
-            await anyio.sleep(delay)
+            await sleep(delay)
             delay = min(delay * 2, max_interval)
     return outcome

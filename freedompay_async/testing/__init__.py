@@ -6,6 +6,15 @@
 ...         info = await client.wallets.info("user-42")
 """
 
-from ._server import FakeFreedomPay, FakeStats, FakeWallet
+from ._server import FakeFreedomPay, FakeStats
+from ._state import FakeLedger, FakeOperation, FakeRequest, FakeWallet, RequestState
 
-__all__ = ["FakeFreedomPay", "FakeStats", "FakeWallet"]
+__all__ = [
+    "FakeFreedomPay",
+    "FakeLedger",
+    "FakeOperation",
+    "FakeRequest",
+    "FakeStats",
+    "FakeWallet",
+    "RequestState",
+]
