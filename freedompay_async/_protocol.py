@@ -164,9 +164,12 @@ def decode_response(
 
     ``status: "error"`` raises the :class:`~freedompay_async.errors.APIError` subclass for its
     ``error_code``, even when the rest of the body is placeholder junk (the docs' example error
-    reply is); so does a mutation answered ``request_status`` = error. Anything else that does
-    not fit raises ``ResponseDecodeError`` (for a mutation, saying that it may have been carried
-    out). Models with ``request_id`` / ``raw`` fields get the id sent and the whole reply.
+    reply is); so does a mutation answered ``request_status`` = error. A provisional reply
+    (``shape_verified=False``) that does not fit its guessed model still decodes: its envelope
+    fields are kept, the model's own fields stay at their defaults, and the whole reply is in
+    ``raw``. Anything else that does not fit raises ``ResponseDecodeError`` (for a mutation,
+    saying that it may have been carried out). Models with ``request_id`` / ``raw`` fields get
+    the id sent and the whole reply.
     """
     try:
         reply = endpoint.decoder.decode(body)
@@ -180,6 +183,15 @@ def decode_response(
             raise api_error(
                 endpoint, envelope, body, identifier=identifier, request_id=request_id
             ) from None
+        if envelope is not None and not endpoint.shape_verified:
+            reply = endpoint.response_type(
+                status=envelope.status,
+                request_status_raw=envelope.request_status_raw,
+                dt=envelope.dt,
+                error_code_raw=envelope.error_code_raw,
+                error_description=envelope.error_description,
+            )
+            return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
         what = "empty body" if not body.strip() else f"reply does not match {endpoint.name}: {exc}"
         if endpoint.mutates:
             what += (
@@ -194,6 +206,17 @@ def decode_response(
             http_status=200,
             body=excerpt(body),
         ) from exc
+    return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
+
+
+def _finish(
+    endpoint: Endpoint[Any, ResponseT],
+    reply: ResponseT,
+    body: bytes,
+    *,
+    identifier: str | None,
+    request_id: UUID | None,
+) -> ResponseT:
     if not reply.ok or (endpoint.mutates and reply.request_status is RequestStatus.ERROR):
         raise api_error(endpoint, reply, body, identifier=identifier, request_id=request_id)
     if endpoint.keeps_raw or (endpoint.echoes_request_id and request_id is not None):
