@@ -71,6 +71,10 @@ class Endpoint(Generic[RequestT, ResponseT]):
     echoes_request_id: bool = dataclasses.field(init=False, repr=False)
     #: The reply model has a ``raw`` field: the SDK fills it with the whole reply.
     keeps_raw: bool = dataclasses.field(init=False, repr=False)
+    #: True for operations that change something (and so are never resent).
+    mutates: bool = dataclasses.field(init=False, repr=False)
+    # Plain reads (Info, Statement) skip the extra steps of decode_response.
+    _plain: bool = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # One decoder per response type, built once at import.
@@ -78,11 +82,9 @@ class Endpoint(Generic[RequestT, ResponseT]):
         fields = self.response_type.__struct_fields__
         object.__setattr__(self, "echoes_request_id", "request_id" in fields)
         object.__setattr__(self, "keeps_raw", "raw" in fields)
-
-    @property
-    def mutates(self) -> bool:
-        """True for operations that change something (and so are never resent)."""
-        return not self.safe_to_retry
+        object.__setattr__(self, "mutates", not self.safe_to_retry)
+        plain = not (self.mutates or self.keeps_raw or self.echoes_request_id)
+        object.__setattr__(self, "_plain", plain)
 
 
 # The endpoint table: one declaration per endpoint. To correct a path or a shape the spec marks
@@ -206,6 +208,8 @@ def decode_response(
             http_status=200,
             body=excerpt(body),
         ) from exc
+    if endpoint._plain and reply.ok:
+        return reply
     return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
 
 
