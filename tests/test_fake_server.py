@@ -279,3 +279,11 @@ async def test_seeding_through_the_server_helpers(fake: FakeFreedomPay) -> None:
     assert [op.rrn for op in fake.wallets["seeded"].operations] == ["", "r"]
     with pytest.raises(KeyError):
         fake.add_operation("nobody", "emoney_pay", "1", datetime(2024, 1, 2, tzinfo=UTC))
+
+
+async def test_seeded_money_is_never_a_float(fake: FakeFreedomPay) -> None:
+    with pytest.raises(TypeError, match="balance"):
+        fake.add_wallet("f", balance=0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="amount"):
+        FakeOperation("emoney_pay", 0.1, datetime(2024, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+    assert "f" not in fake.wallets

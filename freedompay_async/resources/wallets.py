@@ -262,7 +262,9 @@ class Wallets:
         ... )
 
         Values: ``str``, ``int``, ``bool``, ``Decimal``, ``date``, aware ``datetime`` and
-        dicts / lists of these; never ``float`` or ``None``.
+        dicts / lists of these; never ``float`` or ``None``. Names must look like
+        ``first_name``; ``request_id``, ``timeout``, ``wait`` and ``wait_timeout`` are this
+        method's own options, so they cannot be owner fields.
 
         Raises:
             WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002);

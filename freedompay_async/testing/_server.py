@@ -30,6 +30,7 @@ from ._state import (
     FakeRequest,
     FakeWallet,
     error_reply,
+    money,
     now_rfc3339,
     ok_reply,
     operations_from,
@@ -178,7 +179,7 @@ class FakeFreedomPay:
         wallet = FakeWallet(
             identifier=identifier,
             currency=currency,
-            balance=Decimal(balance),
+            balance=money(balance, "balance"),
             status=status,
             operations=operations_from(operations),
             **fields,
@@ -195,7 +196,7 @@ class FakeFreedomPay:
         **fields: Any,
     ) -> FakeOperation:
         """Append a statement line to a seeded wallet (``fields``: see :class:`FakeOperation`)."""
-        operation = FakeOperation(type=type, amount=Decimal(amount), datetime=at, **fields)
+        operation = FakeOperation(type=type, amount=money(amount), datetime=at, **fields)
         self.ledger.wallets[identifier].operations.append(operation)
         return operation
 

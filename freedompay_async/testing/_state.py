@@ -47,6 +47,13 @@ def error_reply(code: str, description: str, request_status: str = "2") -> Reply
     }
 
 
+def money(value: object, name: str = "amount") -> Decimal:
+    """A seeded amount as ``Decimal``, from a ``Decimal``, ``str`` or ``int`` (never ``float``)."""
+    if isinstance(value, float) or not isinstance(value, (Decimal, str, int)):
+        raise TypeError(f"{name} must be a Decimal, str or int, not {type(value).__name__}")
+    return Decimal(value)
+
+
 @dataclasses.dataclass
 class FakeOperation:
     """One statement line of a fake wallet. ``currency`` defaults to the wallet's."""
@@ -63,8 +70,8 @@ class FakeOperation:
     def __post_init__(self) -> None:
         if self.datetime.utcoffset() is None:
             raise ValueError("FakeOperation.datetime must be timezone-aware")
-        self.amount = Decimal(self.amount)
-        self.commission = Decimal(self.commission)
+        self.amount = money(self.amount, "amount")
+        self.commission = money(self.commission, "commission")
 
     def to_wire(self, wallet_currency: str) -> Reply:
         """The operation as Statement returns it (amounts as JSON numbers, like the docs)."""
