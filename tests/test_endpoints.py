@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from freedompay_async import (
     RequestStatus,
     RequestTimeoutError,
     ResponseDecodeError,
+    TransportError,
     WalletAdded,
     WalletBalance,
     WalletBlockError,
@@ -580,3 +582,29 @@ async def test_a_mutation_answered_ok_but_request_status_error_raises(
         await client.wallets.block("user-1", "x")
     assert caught.value.request_status is RequestStatus.ERROR
     assert caught.value.request_id is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("add", {"country": "KAZ", "currency": "KZT", "identifier": "x"}),
+        ("block", {"identifier": "x", "reason": "r"}),
+        ("close", {"identifier": "x", "reason": "r"}),
+        ("identify_owner", {"identifier": "x", "iin": "1"}),
+    ],
+)
+async def test_every_mutation_error_carries_its_request_id(
+    name: str, arguments: dict[str, Any]
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    request_id = uuid4()
+    async with FreedomPayClient(
+        auth_id="1", secret_key="s", base_url=f"http://127.0.0.1:{port}"
+    ) as client:
+        with pytest.raises(TransportError) as caught:
+            await getattr(client.wallets, name)(request_id=request_id, **arguments)
+    assert caught.value.request_id == request_id
+    assert caught.value.endpoint == name
+    assert str(request_id) in str(caught.value)
