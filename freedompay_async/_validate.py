@@ -113,10 +113,13 @@ def check_period(start: object, end: object) -> tuple[datetime | None, datetime 
     return start_at, end_at
 
 
-def check_seconds(value: object, name: str, *, allow_none: bool = False) -> float | None:
-    """A positive, finite number of seconds (``None`` too when ``allow_none``)."""
-    if value is None and allow_none:
-        return None
+def check_optional_seconds(value: object, name: str) -> float | None:
+    """``None`` (no limit), or a positive, finite number of seconds."""
+    return None if value is None else check_seconds(value, name)
+
+
+def check_seconds(value: object, name: str) -> float:
+    """A positive, finite number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not math.isfinite(value) or value <= 0:

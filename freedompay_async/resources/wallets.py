@@ -22,6 +22,7 @@ from .._validate import (
     check_currency,
     check_flag,
     check_identifier,
+    check_optional_seconds,
     check_owner_fields,
     check_period,
     check_reason,
@@ -330,10 +331,9 @@ class Wallets:
             RequestNotFoundError: no request has this ``request_id`` (1006).
         """
         rid = check_request_id(request_id)
-        budget = check_seconds(timeout, "timeout", allow_none=True)
+        budget = check_optional_seconds(timeout, "timeout")
         delay = check_seconds(poll_interval, "poll_interval")
         cap = check_seconds(max_poll_interval, "max_poll_interval")
-        assert delay is not None and cap is not None
         if cap < delay:
             raise ValueError("max_poll_interval must not be smaller than poll_interval")
 
@@ -373,7 +373,7 @@ class Wallets:
         """Send a mutation once; with ``wait``, follow a "processing" answer up to the end."""
         check_flag(wait, "wait")
         if wait:
-            check_seconds(wait_timeout, "wait_timeout", allow_none=True)
+            check_optional_seconds(wait_timeout, "wait_timeout")
         result = await self._client._request(
             endpoint, request, identifier=identifier, request_id=request_id, timeout=timeout
         )
