@@ -39,6 +39,14 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
 ERROR_BODY_EXCERPT: Final = 512
 #: Longest partner-side wallet identifier accepted before any network call.
 MAX_IDENTIFIER_LENGTH: Final = 256
+#: Longest block / close reason (the ``description`` field) accepted before any network call.
+MAX_REASON_LENGTH: Final = 1024
+
+#: ``wallets.wait()``: the overall time budget (seconds), the first pause between Request status
+#: polls, and the cap the pause doubles up to.
+DEFAULT_WAIT_TIMEOUT: Final = 60.0
+DEFAULT_POLL_INTERVAL: Final = 0.5
+DEFAULT_MAX_POLL_INTERVAL: Final = 5.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """Pure protocol: the endpoint table, request bytes, reply bytes -> model or typed error.
 
 No I/O here. Every endpoint is declared once in the table below (path, request and response
-types, whether a resend is safe); paths the spec marks *unverified* are flagged there, so a
-correction is a one-line change.
+types, whether a resend is safe); paths the spec marks *unverified* are flagged there
+(``verified=False``), and so are replies whose shape the docs do not show
+(``shape_verified=False``), so a correction is a one-line change.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 from typing import Any, Final, Generic, TypeVar
 from uuid import UUID
 
@@ -20,7 +22,25 @@ from .errors import (
     api_error_class,
     excerpt,
 )
-from .models import Envelope, InfoRequest, RequestStatus, Response, WalletInfo
+from .models import (
+    AddRequest,
+    BalanceRequest,
+    BlockRequest,
+    CloseRequest,
+    Envelope,
+    InfoRequest,
+    MutationResult,
+    OwnerIdentificationRequest,
+    RequestStatus,
+    RequestStatusRequest,
+    RequestStatusResult,
+    Response,
+    StatementRequest,
+    WalletAdded,
+    WalletBalance,
+    WalletInfo,
+    WalletStatement,
+)
 
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
 ResponseT = TypeVar("ResponseT", bound=Response)
@@ -34,7 +54,9 @@ class Endpoint(Generic[RequestT, ResponseT]):
 
     ``safe_to_retry`` is true for reads only: a mutation is never resent by the SDK (the
     server rejects a reused ``request_id`` with 1002, see the spec's "Safe retries").
-    ``verified`` is false where the spec infers the path instead of reading it in the docs.
+    ``verified`` is false where the spec infers the path instead of reading it in the docs;
+    ``shape_verified`` is false where the reply's shape is a guess (its model is then a
+    :class:`~freedompay_async.models.ProvisionalResponse` that keeps the whole reply in ``raw``).
     """
 
     name: str
@@ -43,20 +65,91 @@ class Endpoint(Generic[RequestT, ResponseT]):
     response_type: type[ResponseT]
     safe_to_retry: bool
     verified: bool = True
+    shape_verified: bool = True
     decoder: msgspec.json.Decoder[ResponseT] = dataclasses.field(init=False, repr=False)
+    #: The reply model has a ``request_id`` field: the SDK fills it with the id it sent.
+    echoes_request_id: bool = dataclasses.field(init=False, repr=False)
+    #: The reply model has a ``raw`` field: the SDK fills it with the whole reply.
+    keeps_raw: bool = dataclasses.field(init=False, repr=False)
+    #: True for operations that change something (and so are never resent).
+    mutates: bool = dataclasses.field(init=False, repr=False)
+    # Plain reads (Info, Statement) skip the extra steps of decode_response.
+    _plain: bool = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # One decoder per response type, built once at import.
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.response_type))
+        fields = self.response_type.__struct_fields__
+        object.__setattr__(self, "echoes_request_id", "request_id" in fields)
+        object.__setattr__(self, "keeps_raw", "raw" in fields)
+        object.__setattr__(self, "mutates", not self.safe_to_retry)
+        plain = not (self.mutates or self.keeps_raw or self.echoes_request_id)
+        object.__setattr__(self, "_plain", plain)
 
 
-#: Every endpoint, by name. Unverified paths are marked ``verified=False``.
+# The endpoint table: one declaration per endpoint. To correct a path or a shape the spec marks
+# unverified, change it here (and the model in models.py); the fake server routes by this table.
 INFO: Final = Endpoint("info", f"{API_PREFIX}/info", InfoRequest, WalletInfo, safe_to_retry=True)
+BALANCE: Final = Endpoint(
+    "balance",
+    f"{API_PREFIX}/balance",  # unverified path
+    BalanceRequest,
+    WalletBalance,  # unverified shape
+    safe_to_retry=True,
+    verified=False,
+    shape_verified=False,
+)
+STATEMENT: Final = Endpoint(
+    "statement", f"{API_PREFIX}/statement", StatementRequest, WalletStatement, safe_to_retry=True
+)
+REQUEST_STATUS: Final = Endpoint(
+    "request_status",
+    f"{API_PREFIX}/request/status",  # unverified path
+    RequestStatusRequest,
+    RequestStatusResult,  # unverified shape
+    safe_to_retry=True,
+    verified=False,
+    shape_verified=False,
+)
+ADD: Final = Endpoint(
+    "add",
+    f"{API_PREFIX}/add",
+    AddRequest,  # ``identifier`` is unverified
+    WalletAdded,  # unverified shape
+    safe_to_retry=False,
+    shape_verified=False,
+)
+IDENTIFY_OWNER: Final = Endpoint(
+    "identify_owner",
+    f"{API_PREFIX}/identify",  # unverified path: the docs do not show this endpoint
+    OwnerIdentificationRequest,  # unverified body
+    MutationResult,  # unverified shape
+    safe_to_retry=False,
+    verified=False,
+    shape_verified=False,
+)
+BLOCK: Final = Endpoint(
+    "block", f"{API_PREFIX}/block", BlockRequest, MutationResult, safe_to_retry=False
+)
+CLOSE: Final = Endpoint(
+    "close",
+    f"{API_PREFIX}/close",  # unverified path
+    CloseRequest,  # assumed to be shaped like Block
+    MutationResult,
+    safe_to_retry=False,
+    verified=False,
+)
 
-ENDPOINTS: Final[dict[str, Endpoint[Any, Any]]] = {endpoint.name: endpoint for endpoint in (INFO,)}
+#: Every endpoint, by name.
+ENDPOINTS: Final[dict[str, Endpoint[Any, Any]]] = {
+    endpoint.name: endpoint
+    for endpoint in (INFO, BALANCE, STATEMENT, REQUEST_STATUS, ADD, IDENTIFY_OWNER, BLOCK, CLOSE)
+}
 
 _encoder: Final = msgspec.json.Encoder()
 _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
+# The whole reply of a provisional endpoint; non-integer numbers stay exact.
+_raw_decoder: Final = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 
 encode = _encoder.encode
 """Serialise a request Struct to the exact bytes that are signed and sent."""
@@ -73,7 +166,12 @@ def decode_response(
 
     ``status: "error"`` raises the :class:`~freedompay_async.errors.APIError` subclass for its
     ``error_code``, even when the rest of the body is placeholder junk (the docs' example error
-    reply is). Anything else that does not fit raises ``ResponseDecodeError``.
+    reply is); so does a mutation answered ``request_status`` = error. A provisional reply
+    (``shape_verified=False``) that does not fit its guessed model still decodes: its envelope
+    fields are kept, the model's own fields stay at their defaults, and the whole reply is in
+    ``raw``. Anything else that does not fit raises ``ResponseDecodeError`` (for a mutation,
+    saying that it may have been carried out). Models with ``request_id`` / ``raw`` fields get
+    the id sent and the whole reply.
     """
     try:
         reply = endpoint.decoder.decode(body)
@@ -87,7 +185,21 @@ def decode_response(
             raise api_error(
                 endpoint, envelope, body, identifier=identifier, request_id=request_id
             ) from None
+        if envelope is not None and not endpoint.shape_verified:
+            reply = endpoint.response_type(
+                status=envelope.status,
+                request_status_raw=envelope.request_status_raw,
+                dt=envelope.dt,
+                error_code_raw=envelope.error_code_raw,
+                error_description=envelope.error_description,
+            )
+            return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
         what = "empty body" if not body.strip() else f"reply does not match {endpoint.name}: {exc}"
+        if endpoint.mutates:
+            what += (
+                "; the operation may have been carried out: check Request status with"
+                " this request_id before sending anything again"
+            )
         raise ResponseDecodeError(
             what,
             endpoint=endpoint.name,
@@ -96,26 +208,47 @@ def decode_response(
             http_status=200,
             body=excerpt(body),
         ) from exc
-    if not reply.ok:
+    if endpoint._plain and reply.ok:
+        return reply
+    return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
+
+
+def _finish(
+    endpoint: Endpoint[Any, ResponseT],
+    reply: ResponseT,
+    body: bytes,
+    *,
+    identifier: str | None,
+    request_id: UUID | None,
+) -> ResponseT:
+    if not reply.ok or (endpoint.mutates and reply.request_status is RequestStatus.ERROR):
         raise api_error(endpoint, reply, body, identifier=identifier, request_id=request_id)
+    if endpoint.keeps_raw or (endpoint.echoes_request_id and request_id is not None):
+        extra: dict[str, Any] = {}
+        if endpoint.keeps_raw:
+            extra["raw"] = _raw_decoder.decode(body)
+        if endpoint.echoes_request_id and request_id is not None:
+            extra["request_id"] = request_id
+        reply = msgspec.structs.replace(reply, **extra)
     return reply
 
 
 def api_error(
     endpoint: Endpoint[Any, Any],
     reply: Response,
-    body: bytes,
+    body: bytes | None,
     *,
     identifier: str | None,
     request_id: UUID | None,
+    what: str | None = None,
 ) -> Exception:
-    """The typed exception for a ``status: "error"`` reply."""
+    """The typed exception for a ``status: "error"`` reply (or a failed operation's status)."""
     code = reply.error_code
     cls = api_error_class(code)
     description = reply.error_description or "no description"
     status = reply.request_status
     return cls(
-        f"{endpoint.name} failed: {description}",
+        f"{what or endpoint.name} failed: {description}",
         endpoint=endpoint.name,
         identifier=identifier,
         request_id=request_id,
@@ -150,4 +283,16 @@ def http_status_error(
         error_code=envelope.error_code if envelope else None,
         request_status=envelope.request_status if envelope else None,
         body=excerpt(body),
+    )
+
+
+def operation_error(reply: RequestStatusResult, request_id: UUID) -> Exception:
+    """The typed exception for an operation that Request status reports as failed."""
+    return api_error(
+        REQUEST_STATUS,
+        reply,
+        None,
+        identifier=None,
+        request_id=request_id,
+        what=f"operation {request_id}",
     )

@@ -16,6 +16,8 @@
     │   └── RequestTimeoutError         a time limit was hit (also a builtin ``TimeoutError``)
     ├── ResponseDecodeError         the body is not what the spec says (truncated body attached)
     │   └── ResponseTooLargeError       the body is over ``max_response_bytes``
+    ├── WaitTimeoutError            ``wallets.wait`` gave up; the operation may still finish
+    │                                   (also a builtin ``TimeoutError``)
     └── ClientClosedError           the client was closed (also a ``RuntimeError``)
 
 Invalid arguments are not sent at all: they raise :class:`ValueError` or :class:`TypeError`
@@ -43,6 +45,7 @@ __all__ = [
     "ResponseDecodeError",
     "ResponseTooLargeError",
     "TransportError",
+    "WaitTimeoutError",
     "WalletBlockError",
     "WalletCloseError",
     "WalletClosedError",
@@ -244,6 +247,15 @@ class ResponseDecodeError(FreedomPayError):
 
 class ResponseTooLargeError(ResponseDecodeError):
     """The reply is larger than ``max_response_bytes``; it was not read whole."""
+
+
+class WaitTimeoutError(FreedomPayError, TimeoutError):
+    """``wallets.wait`` ran out of time while the operation was still not finished.
+
+    Nothing failed: the operation may still complete. ``request_id`` says which one and
+    ``request_status`` the last state seen; call ``wallets.wait`` (or ``request_status``) again
+    later. Never resend the mutation itself. Also an instance of :class:`TimeoutError`.
+    """
 
 
 class ClientClosedError(FreedomPayError, RuntimeError):

@@ -2,33 +2,69 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+import msgspec
 
 from .. import _protocol
-from .._config import MAX_IDENTIFIER_LENGTH, Timeout
-from ..models import InfoRequest, WalletInfo
+from .._config import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    Timeout,
+)
+from .._polling import poll_until
+from .._protocol import Endpoint, RequestT
+from .._validate import (
+    check_country,
+    check_currency,
+    check_flag,
+    check_identifier,
+    check_optional_seconds,
+    check_owner_fields,
+    check_period,
+    check_reason,
+    check_request_id,
+    check_seconds,
+    request_id_or_new,
+)
+from ..errors import WaitTimeoutError
+from ..models import (
+    AddRequest,
+    BalanceRequest,
+    BlockRequest,
+    CloseRequest,
+    InfoRequest,
+    MutationResult,
+    RequestStatus,
+    RequestStatusRequest,
+    RequestStatusResult,
+    StatementRequest,
+    WalletAdded,
+    WalletBalance,
+    WalletInfo,
+    WalletStatement,
+    owner_identification_request,
+)
 
 if TYPE_CHECKING:
     from .._client import FreedomPayClient
 
+__all__ = ["Wallets", "check_identifier"]
 
-def check_identifier(identifier: object, name: str = "identifier") -> str:
-    """Validate a partner-side wallet identifier before anything is sent."""
-    if not isinstance(identifier, str):
-        raise TypeError(f"{name} must be a str, not {type(identifier).__name__}")
-    if not identifier or identifier.isspace():
-        raise ValueError(f"{name} must not be empty")
-    if len(identifier) > MAX_IDENTIFIER_LENGTH:
-        raise ValueError(
-            f"{name} is {len(identifier)} characters long; at most {MAX_IDENTIFIER_LENGTH} allowed"
-        )
-    if not identifier.isprintable():
-        raise ValueError(f"{name} must not contain control characters")
-    return identifier
+MutationT = TypeVar("MutationT", bound=MutationResult)
 
 
 class Wallets:
-    """Wallet operations of the E-Money API."""
+    """Wallet operations of the E-Money API.
+
+    Reads (``info``, ``balance``, ``statement``, ``request_status``) may be retried safely.
+    Mutations (``add``, ``block``, ``close``, ``identify_owner``) carry a ``request_id`` and are
+    never resent by the SDK: keep the id (it is on the result and on every error) and ask
+    ``request_status`` / ``wait`` with it when the outcome is unknown.
+    """
 
     __slots__ = ("_client",)
 
@@ -53,3 +89,306 @@ class Wallets:
             identifier=identifier,
             timeout=timeout,
         )
+
+    async def balance(
+        self, identifier: str, *, timeout: float | Timeout | None = None
+    ) -> WalletBalance:
+        """A wallet's balance and currency (**provisional**: path and reply shape unverified).
+
+        >>> result = await client.wallets.balance("user-42")  # doctest: +SKIP
+        >>> result.balance, result.currency  # doctest: +SKIP
+        (Decimal('15230.50'), 'KZT')
+
+        ``balance`` / ``currency`` are ``None`` if the reply names them differently; the whole
+        reply is in ``result.raw``. ``info`` returns the balance too, on a verified path.
+
+        Raises:
+            WalletNotFoundError: no wallet has this identifier (1004).
+            ValueError / TypeError: bad ``identifier`` (not sent).
+        """
+        check_identifier(identifier)
+        return await self._client._request(
+            _protocol.BALANCE,
+            BalanceRequest(identifier=identifier),
+            identifier=identifier,
+            timeout=timeout,
+        )
+
+    async def statement(
+        self,
+        identifier: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        timeout: float | Timeout | None = None,
+    ) -> WalletStatement:
+        """The wallet's operations, optionally between ``start`` and ``end``.
+
+        ``start`` / ``end`` must be timezone-aware; they are sent as RFC 3339.
+
+        >>> from datetime import datetime, timezone  # doctest: +SKIP
+        >>> statement = await client.wallets.statement(  # doctest: +SKIP
+        ...     "user-42", start=datetime(2024, 1, 1, tzinfo=timezone.utc)
+        ... )
+        >>> [(op.type, op.amount) for op in statement.operations]  # doctest: +SKIP
+        [('emoney_transfer', Decimal('-1500.00'))]
+
+        Raises:
+            WalletNotFoundError: no wallet has this identifier (1004).
+            ValueError: naive ``start``/``end``, or ``start`` after ``end`` (not sent).
+        """
+        check_identifier(identifier)
+        start_at, end_at = check_period(start, end)
+        return await self._client._request(
+            _protocol.STATEMENT,
+            StatementRequest(identifier=identifier, start_date=start_at, end_date=end_at),
+            identifier=identifier,
+            timeout=timeout,
+        )
+
+    async def add(
+        self,
+        *,
+        country: str,
+        currency: str,
+        identifier: str | None = None,
+        request_id: UUID | str | None = None,
+        timeout: float | Timeout | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> WalletAdded:
+        """Open a wallet in ``currency`` for a customer in ``country``.
+
+        ``request_id`` is generated (UUID4) when not given; it is on the result and on any
+        error. With ``wait=True`` a "processing" answer is followed up with :meth:`wait`.
+
+        >>> added = await client.wallets.add(  # doctest: +SKIP
+        ...     country="KAZ", currency="KZT", identifier="user-42"
+        ... )
+        >>> added.request_id, added.wallet.wallet_id  # doctest: +SKIP
+
+        The ``identifier`` field and the reply's ``wallet`` are unverified (provisional).
+
+        Raises:
+            WalletExistsError: a wallet with this identifier exists (1003).
+            DuplicateRequestError: this ``request_id`` was used before (1002).
+            ValueError / TypeError: bad arguments (not sent).
+        """
+        country = check_country(country)
+        currency = check_currency(currency)
+        if identifier is not None:
+            check_identifier(identifier)
+        rid = request_id_or_new(request_id)
+        request = AddRequest(
+            request_id=rid, country=country, currency=currency, identifier=identifier
+        )
+        return await self._mutate(
+            _protocol.ADD, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+        )
+
+    async def block(
+        self,
+        identifier: str,
+        reason: str,
+        *,
+        request_id: UUID | str | None = None,
+        timeout: float | Timeout | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> MutationResult:
+        """Block a wallet; ``reason`` is sent as its ``description``.
+
+        >>> done = await client.wallets.block("user-42", reason="card reported stolen")  # doctest: +SKIP
+        >>> done.request_id, done.request_status  # doctest: +SKIP
+
+        Raises:
+            WalletNotFoundError (1004), WalletClosedError (1007), WalletBlockError (1008),
+            DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
+        """
+        check_identifier(identifier)
+        rid = request_id_or_new(request_id)
+        request = BlockRequest(
+            request_id=rid, identifier=identifier, description=check_reason(reason)
+        )
+        return await self._mutate(
+            _protocol.BLOCK, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+        )
+
+    async def close(
+        self,
+        identifier: str,
+        reason: str,
+        *,
+        request_id: UUID | str | None = None,
+        timeout: float | Timeout | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> MutationResult:
+        """Close a wallet for good; ``reason`` is sent as its ``description`` (path unverified).
+
+        >>> done = await client.wallets.close("user-42", reason="customer left")  # doctest: +SKIP
+
+        Raises:
+            WalletNotFoundError (1004), WalletClosedError (1007), WalletCloseError (1005),
+            DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
+        """
+        check_identifier(identifier)
+        rid = request_id_or_new(request_id)
+        request = CloseRequest(
+            request_id=rid, identifier=identifier, description=check_reason(reason)
+        )
+        return await self._mutate(
+            _protocol.CLOSE, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+        )
+
+    async def identify_owner(
+        self,
+        identifier: str,
+        *,
+        request_id: UUID | str | None = None,
+        timeout: float | Timeout | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        **owner: Any,
+    ) -> MutationResult:
+        """Link an identified owner (KYC data) to a wallet (**provisional**).
+
+        The docs do not show this endpoint: its path is a guess, and the owner's fields are
+        passed as keyword arguments and sent flat beside ``request_id`` and ``identifier``,
+        named exactly as you name them.
+
+        >>> await client.wallets.identify_owner(  # doctest: +SKIP
+        ...     "user-42", iin="900101300123", first_name="Aigerim", last_name="Serikova",
+        ...     birth_date=date(1990, 1, 1),
+        ... )
+
+        Values: ``str``, ``int``, ``bool``, ``Decimal``, ``date``, aware ``datetime`` and
+        dicts / lists of these; never ``float`` or ``None``. Names must look like
+        ``first_name``; ``request_id``, ``timeout``, ``wait`` and ``wait_timeout`` are this
+        method's own options, so they cannot be owner fields.
+
+        Raises:
+            WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002);
+            ValueError / TypeError for bad arguments (not sent).
+        """
+        check_identifier(identifier)
+        fields = check_owner_fields(owner)
+        rid = request_id_or_new(request_id)
+        request = owner_identification_request(rid, identifier, fields)
+        return await self._mutate(
+            _protocol.IDENTIFY_OWNER,
+            request,
+            identifier,
+            rid,
+            timeout,
+            wait=wait,
+            wait_timeout=wait_timeout,
+        )
+
+    async def request_status(
+        self, request_id: UUID | str, *, timeout: float | Timeout | None = None
+    ) -> RequestStatusResult:
+        """The state of an earlier mutation, by its ``request_id`` (**provisional**).
+
+        Returns whatever state it is in (see ``result.request_status``); use :meth:`wait` to
+        wait for the end. The path and the reply shape are unverified.
+
+        Raises:
+            RequestNotFoundError: no request has this ``request_id`` (1006).
+            ValueError / TypeError: ``request_id`` is not a UUID (not sent).
+        """
+        rid = check_request_id(request_id)
+        return await self._client._request(
+            _protocol.REQUEST_STATUS,
+            RequestStatusRequest(request_id=rid),
+            request_id=rid,
+            timeout=timeout,
+        )
+
+    async def wait(
+        self,
+        request_id: UUID | str,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+    ) -> RequestStatusResult:
+        """Poll Request status until the operation has finished; return its final status.
+
+        Polls at once, then after ``poll_interval`` seconds, doubling the pause up to
+        ``max_poll_interval``. ``timeout`` bounds the whole wait (``None``: no limit); an
+        in-flight poll is abandoned when it runs out.
+
+        >>> added = await client.wallets.add(country="KAZ", currency="KZT")  # doctest: +SKIP
+        >>> if not added.request_status.is_final:  # doctest: +SKIP
+        ...     final = await client.wallets.wait(added.request_id, timeout=30)
+
+        Raises:
+            WaitTimeoutError: still not finished after ``timeout`` seconds (it may still
+                finish; wait again later, never resend the mutation).
+            APIError: the operation failed; the subclass matches its ``error_code`` (e.g.
+                ``WalletClosedError``) and ``request_id`` is set.
+            RequestNotFoundError: no request has this ``request_id`` (1006).
+        """
+        rid = check_request_id(request_id)
+        budget = check_optional_seconds(timeout, "timeout")
+        delay = check_seconds(poll_interval, "poll_interval")
+        cap = check_seconds(max_poll_interval, "max_poll_interval")
+        if cap < delay:
+            raise ValueError("max_poll_interval must not be smaller than poll_interval")
+
+        outcome = await poll_until(
+            lambda: self.request_status(rid),
+            _finished,
+            budget=budget,
+            interval=delay,
+            max_interval=cap,
+        )
+        last = outcome.last
+        if outcome.done and last is not None:
+            if last.request_status is RequestStatus.ERROR:
+                raise _protocol.operation_error(last, rid)
+            return last
+        seen = "no reply" if last is None else f"request_status={last.request_status_raw!r}"
+        raise WaitTimeoutError(
+            f"operation still not finished after {budget}s ({outcome.polls} polls, last {seen});"
+            " it may still finish: wait again later and do not resend it",
+            endpoint=_protocol.REQUEST_STATUS.name,
+            request_id=rid,
+            request_status=None if last is None else last.request_status,
+            attempts=max(outcome.polls, 1),
+        )
+
+    async def _mutate(
+        self,
+        endpoint: Endpoint[RequestT, MutationT],
+        request: RequestT,
+        identifier: str | None,
+        request_id: UUID,
+        timeout: float | Timeout | None,
+        *,
+        wait: bool,
+        wait_timeout: float | None,
+    ) -> MutationT:
+        """Send a mutation once; with ``wait``, follow a "processing" answer up to the end."""
+        check_flag(wait, "wait")
+        if wait:
+            check_optional_seconds(wait_timeout, "wait_timeout")
+        result = await self._client._request(
+            endpoint, request, identifier=identifier, request_id=request_id, timeout=timeout
+        )
+        state = result.request_status
+        if not wait or state is None or state.is_final:
+            return result
+        final = await self.wait(request_id, timeout=wait_timeout)
+        changes: dict[str, Any] = {"request_status_raw": final.request_status_raw}
+        if final.dt is not None:
+            changes["dt"] = final.dt
+        if isinstance(result, WalletAdded) and final.wallet is not None:
+            changes["wallet"] = final.wallet
+        return msgspec.structs.replace(result, **changes)
+
+
+def _finished(result: RequestStatusResult) -> bool:
+    state = result.request_status
+    return state is not None and state.is_final

@@ -7,6 +7,16 @@
 """
 
 from ._faults import Faults
-from ._server import FakeFreedomPay, FakeStats, FakeWallet
+from ._server import FakeFreedomPay, FakeStats
+from ._state import FakeLedger, FakeOperation, FakeRequest, FakeWallet, RequestState
 
-__all__ = ["FakeFreedomPay", "FakeStats", "FakeWallet", "Faults"]
+__all__ = [
+    "FakeFreedomPay",
+    "FakeLedger",
+    "FakeOperation",
+    "FakeRequest",
+    "FakeStats",
+    "FakeWallet",
+    "Faults",
+    "RequestState",
+]

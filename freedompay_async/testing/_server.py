@@ -1,18 +1,20 @@
 """``FakeFreedomPay``: an in-memory Freedom Pay E-Money server on 127.0.0.1 (aiohttp.web).
 
-It verifies ``X-JWS-Signature`` exactly as the real service would, holds wallets in memory and
-answers in the spec's shapes, so tests, benchmarks, the demo and users' own tests exercise the
-real HTTP stack instead of mocks.
+It verifies ``X-JWS-Signature`` exactly as the real service would, holds wallets, their
+operations and every request in memory, applies the API's rules (see
+:class:`~freedompay_async.testing.FakeLedger`) and answers in the spec's shapes, so tests,
+benchmarks, the demo and users' own tests exercise the real HTTP stack instead of mocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ssl as ssl_module
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
@@ -24,37 +26,33 @@ from .. import _protocol
 from .._client import FreedomPayClient
 from .._jws import SignatureError, verify
 from ._faults import FaultInjector, Faults
+from ._state import (
+    FakeLedger,
+    FakeOperation,
+    FakeRequest,
+    FakeWallet,
+    error_reply,
+    money,
+    now_rfc3339,
+    ok_reply,
+    operations_from,
+    seeded_wallet,
+)
 
-Handler = Callable[["FakeFreedomPay", dict[str, Any]], Awaitable[dict[str, Any]]]
+__all__ = [
+    "FakeFreedomPay",
+    "FakeStats",
+    "error_reply",
+    "now_rfc3339",
+    "ok_reply",
+    "seeded_wallet",
+]
 
-_NAMESPACE: Final = uuid.UUID("5b1c7a3e-2f4d-4c1e-9a59-0f7b7d6c1e42")
-_encode: Final = msgspec.json.Encoder(decimal_format="string").encode
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Decimals go out as JSON numbers (Statement amounts); wallet balances are already strings.
+_encode: Final = msgspec.json.Encoder(decimal_format="number").encode
 _decode_object: Final = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-@dataclasses.dataclass
-class FakeWallet:
-    """One wallet held by the fake server; tests may read and change it freely."""
-
-    identifier: str
-    currency: str = "KZT"
-    balance: Decimal = Decimal("0.00")
-    status: str = "active"
-    wallet_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
-    owner_id: str = ""
-    account_number: str = ""
-
-    def to_wire(self) -> dict[str, Any]:
-        """The ``wallet`` object as Info returns it."""
-        return {
-            "wallet_id": str(self.wallet_id),
-            "identifiers": [{"value": self.identifier}],
-            "owner_id": self.owner_id,
-            "account_number": self.account_number,
-            "currency": self.currency,
-            "balance": str(self.balance),
-            "status": self.status,
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,21 +82,14 @@ class FakeStats:
         self.faults.clear()
 
 
-def seeded_wallet(index: int, currency: str = "KZT") -> FakeWallet:
-    """The deterministic wallet ``user-<index>`` that ``wallets=N`` creates."""
-    identifier = f"user-{index}"
-    return FakeWallet(
-        identifier=identifier,
-        currency=currency,
-        balance=Decimal(f"{(index * 7919) % 1_000_000}.{index % 100:02d}"),
-        wallet_id=uuid.uuid5(_NAMESPACE, identifier),
-        owner_id=f"owner-{index}",
-        account_number=f"KZ{index:018d}",
-    )
-
-
 class FakeFreedomPay:
     """A fake Freedom Pay E-Money API on ``127.0.0.1`` with an ephemeral port.
+
+    It answers every endpoint of the SDK's table with the real rules (1003 when an identifier
+    exists, 1007 on a closed wallet, 1002 for a reused ``request_id``, 1006 for an unknown one,
+    ...); the full list is on :class:`~freedompay_async.testing.FakeLedger`. In short: blocked
+    wallets stay readable, cannot be blocked again (1008) and can be closed; closing needs a
+    zero balance (else 1005); closed wallets stay readable and refuse every mutation (1007).
 
     Args:
         wallets: seed this many wallets ``user-0`` ... ``user-<N-1>`` (deterministic balances).
@@ -110,6 +101,8 @@ class FakeFreedomPay:
     Usage::
 
         async with FakeFreedomPay(wallets=10) as fake:
+            fake.add_wallet("vip", balance="100.00", operations=[...])
+            fake.defer("block", polls=2)        # the next block finishes on the 2nd status poll
             async with fake.client() as client:
                 info = await client.wallets.info("user-3")
     """
@@ -136,10 +129,11 @@ class FakeFreedomPay:
         self._auth_ids = frozenset({auth_id})
         self.latency = latency
         self.stats = FakeStats()
-        self.wallets: dict[str, FakeWallet] = {}
+        #: The state and rules; ``wallets`` and ``requests`` below are its dicts.
+        self.ledger = FakeLedger()
         for index in range(wallets):
             wallet = seeded_wallet(index, currency)
-            self.wallets[wallet.identifier] = wallet
+            self.ledger.wallets[wallet.identifier] = wallet
         self._host = host
         self._ssl = ssl
         self._port = port
@@ -149,8 +143,10 @@ class FakeFreedomPay:
         self._faults = FaultInjector()
         self._faults.default = faults
         self._faults.injected = self.stats.faults
+        # Routed by the SDK's endpoint table, so a corrected path moves here too.
         self._routes: dict[str, Handler] = {
-            _protocol.INFO.path: FakeFreedomPay._handle_info,
+            endpoint.path: functools.partial(self.ledger.handle, name)
+            for name, endpoint in _protocol.ENDPOINTS.items()
         }
 
     def __repr__(self) -> str:
@@ -169,6 +165,16 @@ class FakeFreedomPay:
     def secret_key(self) -> str:
         return self._secret_key.decode("utf-8")
 
+    @property
+    def wallets(self) -> dict[str, FakeWallet]:
+        """Every wallet, by identifier; tests may read and change them freely."""
+        return self.ledger.wallets
+
+    @property
+    def requests(self) -> dict[uuid.UUID, FakeRequest]:
+        """Every mutation accepted so far, by ``request_id``, with its state and outcome."""
+        return self.ledger.requests
+
     def add_wallet(
         self,
         identifier: str,
@@ -176,18 +182,63 @@ class FakeFreedomPay:
         balance: Decimal | str | int = "0.00",
         currency: str = "KZT",
         status: str = "active",
+        operations: Iterable[FakeOperation | dict[str, Any]] = (),
         **fields: Any,
     ) -> FakeWallet:
-        """Seed a wallet (replacing one with the same identifier) and return it."""
+        """Seed a wallet (replacing one with the same identifier) and return it.
+
+        ``operations`` are its statement lines: :class:`FakeOperation` objects or dicts of
+        their fields. The balance is not derived from them; set both as the test needs.
+        """
         wallet = FakeWallet(
             identifier=identifier,
             currency=currency,
-            balance=Decimal(balance),
+            balance=money(balance, "balance"),
             status=status,
+            operations=operations_from(operations),
             **fields,
         )
-        self.wallets[identifier] = wallet
+        self.ledger.wallets[identifier] = wallet
         return wallet
+
+    def add_operation(
+        self,
+        identifier: str,
+        type: str,
+        amount: Decimal | str | int,
+        at: datetime,
+        **fields: Any,
+    ) -> FakeOperation:
+        """Append a statement line to a seeded wallet (``fields``: see :class:`FakeOperation`)."""
+        operation = FakeOperation(type=type, amount=money(amount), datetime=at, **fields)
+        self.ledger.wallets[identifier].operations.append(operation)
+        return operation
+
+    def defer(
+        self,
+        operation: str | None = None,
+        *,
+        request_id: uuid.UUID | str | None = None,
+        polls: int | None = 1,
+        times: int = 1,
+    ) -> None:
+        """Make mutations answer "processing" (``request_status`` 1) and finish later.
+
+        Choose them by endpoint name (``"add"``, ``"block"``, ``"close"``,
+        ``"identify_owner"``: the next ``times`` such requests) or by ``request_id``. Each is
+        carried out, with the usual rules, on its ``polls``-th Request status poll, or, with
+        ``polls=None``, only when the test calls :meth:`complete`.
+        """
+        self.ledger.defer(operation, request_id=request_id, polls=polls, times=times)
+
+    def complete(self, request_id: uuid.UUID | str) -> FakeRequest:
+        """Carry out a deferred operation now (its outcome may still be an error)."""
+        return self.ledger.complete(request_id)
+
+    @property
+    def pending(self) -> list[uuid.UUID]:
+        """``request_id`` of every deferred operation still processing."""
+        return self.ledger.pending
 
     def respond_with(
         self,
@@ -337,36 +388,7 @@ class FakeFreedomPay:
             payload = _decode_object(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return _json(error_reply("1001", "request body is not a JSON object"))
-        return _json(await handler(self, payload))
-
-    async def _handle_info(self, payload: dict[str, Any]) -> dict[str, Any]:
-        identifier = payload.get("identifier")
-        if not isinstance(identifier, str) or not identifier:
-            return error_reply("1001", "identifier is required")
-        wallet = self.wallets.get(identifier)
-        if wallet is None:
-            return error_reply("1004", "wallet not found")
-        return ok_reply(wallet=wallet.to_wire())
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def ok_reply(request_status: str = "0", **fields: Any) -> dict[str, Any]:
-    """A ``status: "ok"`` envelope with extra fields."""
-    return {"status": "ok", "request_status": request_status, **fields, "dt": now_rfc3339()}
-
-
-def error_reply(code: str, description: str, request_status: str = "2") -> dict[str, Any]:
-    """A ``status: "error"`` envelope."""
-    return {
-        "status": "error",
-        "request_status": request_status,
-        "error_code": code,
-        "error_description": description,
-        "dt": now_rfc3339(),
-    }
+        return _json(handler(payload))
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> web.Response:
