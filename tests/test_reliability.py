@@ -16,8 +16,11 @@ import pytest
 
 from freedompay_async import (
     AuthenticationError,
+    DuplicateRequestError,
     FreedomPayClient,
+    FreedomPayError,
     HTTPStatusError,
+    RequestStatus,
     RequestTimeoutError,
     ResponseDecodeError,
     ResponseTooLargeError,
@@ -26,6 +29,7 @@ from freedompay_async import (
     TransportError,
     WalletNotFoundError,
 )
+from freedompay_async._protocol import ENDPOINTS
 from freedompay_async._retry import parse_retry_after
 from freedompay_async.testing import FakeFreedomPay, Faults
 
@@ -361,3 +365,60 @@ async def test_tls_is_verified_by_default_and_a_context_can_trust_a_private_ca(
         async with fake.client(ssl=trusting) as client:
             info = await client.wallets.info("user-0")
         assert info.wallet.identifiers[0].value == "user-0"
+
+
+# -- mutations under faults: sent once, reconciled through Request status ---------------------
+
+
+MUTATIONS = {
+    "add": lambda client: client.wallets.add(country="KAZ", currency="KZT", identifier="new-1"),
+    "block": lambda client: client.wallets.block("user-1", reason="fraud check"),
+    "close": lambda client: client.wallets.close("user-2", reason="customer left"),
+    "identify_owner": lambda client: client.wallets.identify_owner("user-3", first_name="Aigerim"),
+}
+MUTATION_FAULTS = {
+    "server_error": Faults(server_error_rate=1.0, server_error_statuses=(503,)),
+    "rate_limit": Faults(rate_limit_rate=1.0, retry_after="0"),
+    "reset": Faults(reset_rate=1.0),
+    "stall": Faults(stall_rate=1.0),
+    "truncated": Faults(truncated_rate=1.0),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(MUTATION_FAULTS))
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+async def test_mutations_are_never_sent_twice_under_faults(
+    fake: FakeFreedomPay, name: str, fault: str
+) -> None:
+    fake.add_wallet("user-2", balance="0.00")  # closable
+    endpoint = ENDPOINTS[name]
+    fake.inject_faults(MUTATION_FAULTS[fault], path=endpoint.path)
+    # Generous retries and short timeouts: a read would be sent 5 times.
+    async with fake.client(retry=RetryPolicy(max_attempts=5, backoff=0.001), timeout=0.3) as client:
+        with pytest.raises(FreedomPayError) as caught:
+            await MUTATIONS[name](client)
+    error = caught.value
+    assert fake.stats.by_path[endpoint.path] == 1
+    assert error.attempts == 1
+    assert error.request_id is not None
+    assert str(error.request_id) in str(error)
+    if isinstance(error, TransportError):
+        assert "Request status" in str(error)
+
+
+async def test_a_reset_mutation_is_reconciled_through_request_status(fake: FakeFreedomPay) -> None:
+    # The server carried the block out, then the connection dropped mid-reply.
+    fake.inject_faults(Faults(reset_rate=1.0), path=ENDPOINTS["block"].path)
+    async with fake.client(retry=FAST) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.wallets.block("user-1", reason="fraud check")
+        request_id = caught.value.request_id
+        assert request_id is not None
+        status = await client.wallets.request_status(request_id)
+        assert status.request_status is RequestStatus.SUCCESS
+        assert (await client.wallets.info("user-1")).wallet.status == "blocked"
+        # Resending blindly would have been refused, not replayed.
+        fake.clear_faults()
+        with pytest.raises(DuplicateRequestError):
+            await client.wallets.block("user-1", reason="fraud check", request_id=request_id)
+    assert fake.stats.by_path[ENDPOINTS["block"].path] == 2

@@ -36,8 +36,6 @@ FAULT_KINDS: Final = (
     "oversize",
 )
 
-_FAULT_KEY: Final = "freedompay_async.fault"
-
 
 @dataclasses.dataclass(frozen=True)
 class Faults:
@@ -131,11 +129,15 @@ class FaultInjector:
         """End every stall now (the server is shutting down)."""
         self._closing.set()
 
-    async def before(self, request: web.Request) -> web.StreamResponse | None:
-        """Delay, and answer instead of the endpoint when a pre-endpoint fault is drawn."""
+    async def before(self, request: web.Request) -> tuple[web.StreamResponse | None, str | None]:
+        """Delay; answer instead of the endpoint when a pre-endpoint fault is drawn.
+
+        Returns ``(early_reply, late_fault)``: the reply to send without running the endpoint,
+        or the fault (``reset`` / ``truncated``) for :meth:`after` to apply to its reply.
+        """
         faults = self.by_path.get(request.path, self.default)
         if faults is None:
-            return None
+            return None, None
         body = await request.read()
         key = (request.path, body)
         n = self._seen[key] = self._seen.get(key, 0) + 1
@@ -143,7 +145,7 @@ class FaultInjector:
         kind = faults.pick(draw)
         await self._delay(faults, _draw(faults.seed, "latency", request.path, body, n))
         if kind is None:
-            return None
+            return None, None
         self.injected[kind] = self.injected.get(kind, 0) + 1
         if kind == "server_error":
             statuses = faults.server_error_statuses
@@ -151,33 +153,35 @@ class FaultInjector:
             headers = (
                 {"Retry-After": faults.retry_after} if status == 503 and faults.retry_after else {}
             )
-            return web.Response(status=status, text=f"upstream error {status}", headers=headers)
+            return web.Response(
+                status=status, text=f"upstream error {status}", headers=headers
+            ), None
         if kind == "rate_limit":
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
-            return web.json_response(
+            reply = web.json_response(
                 {"status": "error", "error_description": "too many requests"},
                 status=429,
                 headers=headers,
             )
+            return reply, None
         if kind == "stall":
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), faults.stall_seconds)
-            return None  # answer late, for real; the client has normally given up by now
+            return None, None  # answer late, for real; the client has normally given up by now
         if kind == "non_json":
-            return web.Response(
-                status=200, text="<html><body>Bad Gateway</body></html>", content_type="text/html"
-            )
+            html = "<html><body>Bad Gateway</body></html>"
+            return web.Response(status=200, text=html, content_type="text/html"), None
         if kind == "wrong_shape":
-            return web.json_response({"result": [1, 2, 3], "status": {"nested": True}})
+            return web.json_response({"result": [1, 2, 3], "status": {"nested": True}}), None
         if kind == "oversize":
-            return await _oversize(request, faults)
-        request[_FAULT_KEY] = kind  # reset / truncated: strike after the endpoint ran
-        return None
+            return await _oversize(request, faults), None
+        return None, kind  # reset / truncated: strike after the endpoint ran
 
-    async def after(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        """Damage the endpoint's reply when a post-endpoint fault was drawn."""
-        kind = request.get(_FAULT_KEY)
-        if kind is None or not isinstance(response, web.Response):
+    async def after(
+        self, request: web.Request, response: web.StreamResponse, kind: str
+    ) -> web.StreamResponse:
+        """Damage the endpoint's reply with a late fault (``reset`` or ``truncated``)."""
+        if not isinstance(response, web.Response):
             return response
         body = response.body if isinstance(response.body, bytes) else b""
         if kind == "truncated":

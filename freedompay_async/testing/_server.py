@@ -349,10 +349,11 @@ class FakeFreedomPay:
             faults = self._faults
             if not faults.active:
                 return await self._answer(request)
-            early = await faults.before(request)
+            early, late = await faults.before(request)
             if early is not None:
                 return early
-            return await faults.after(request, await self._answer(request))
+            reply = await self._answer(request)
+            return reply if late is None else await faults.after(request, reply, late)
         finally:
             stats.in_flight -= 1
 
