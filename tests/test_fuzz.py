@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timezone
 from typing import Any
 
 import msgspec
@@ -117,3 +118,78 @@ def test_any_identifier_gives_a_result_or_a_clear_error(running: Any, identifier
         assert fake.stats.requests == before  # refused before any request
     except FreedomPayError:
         assert fake.stats.requests == before + 1
+
+
+junk = (
+    st.none()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=5)
+    | st.text(max_size=12)
+    | st.lists(st.integers(), max_size=2)
+    | st.datetimes()
+    | st.uuids()
+)
+identifiers = st.sampled_from(["user-0", "user-1", "user-2", "nobody"]) | junk
+request_ids = st.uuids() | st.uuids().map(str) | junk
+aware = st.datetimes(timezones=st.just(timezone.utc))
+codes = st.sampled_from(["KAZ", "KZT", "kaz", "KZ", "USD"]) | junk
+
+calls = st.one_of(
+    st.builds(lambda i: ("balance", (i,), {}), identifiers),
+    st.builds(
+        lambda i, s, e: ("statement", (i,), {"start": s, "end": e}),
+        identifiers,
+        st.none() | aware | junk,
+        st.none() | aware | junk,
+    ),
+    st.builds(
+        lambda c, cur, i, r: (
+            "add",
+            (),
+            {"country": c, "currency": cur, "identifier": i, "request_id": r},
+        ),
+        codes,
+        codes,
+        st.none() | identifiers,
+        st.none() | request_ids,
+    ),
+    st.builds(
+        lambda name, i, reason, r: (name, (i, reason), {"request_id": r}),
+        st.sampled_from(["block", "close"]),
+        identifiers,
+        st.text(max_size=20) | junk,
+        st.none() | request_ids,
+    ),
+    st.builds(
+        lambda i, fields: ("identify_owner", (i,), fields),
+        identifiers,
+        st.dictionaries(
+            st.sampled_from(["first_name", "iin", "birth", "x-y", "1a"]), junk, max_size=3
+        ),
+    ),
+    st.builds(lambda r: ("request_status", (r,), {}), request_ids),
+    st.builds(
+        lambda r, t: ("wait", (r,), {"timeout": t, "poll_interval": 0.001}),
+        request_ids,
+        st.sampled_from([0.01, 0.0, -1.0, None]) | junk,
+    ),
+)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(call=calls)
+def test_every_public_method_gives_a_result_or_a_clear_error(
+    running: Any, call: tuple[str, tuple[Any, ...], dict[str, Any]]
+) -> None:
+    run, fake, client = running
+    name, args, kwargs = call
+    before = fake.stats.requests
+    try:
+        run(getattr(client.wallets, name)(*args, **kwargs))
+    except (ValueError, TypeError):
+        assert fake.stats.requests == before  # refused before any request
+    except FreedomPayError:
+        pass
