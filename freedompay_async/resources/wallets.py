@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -30,7 +31,8 @@ from .._validate import (
     check_seconds,
     request_id_or_new,
 )
-from ..errors import WaitTimeoutError
+from ..batch import DEFAULT_CONCURRENCY, Batch, BatchStats, amap
+from ..errors import FreedomPayError, InvalidRequestError, WaitTimeoutError
 from ..models import (
     AddRequest,
     BalanceRequest,
@@ -387,6 +389,72 @@ class Wallets:
         if isinstance(result, WalletAdded) and final.wallet is not None:
             changes["wallet"] = final.wallet
         return msgspec.structs.replace(result, **changes)
+
+    def info_many(
+        self,
+        identifiers: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limit: float | None = None,
+        ordered: bool = False,
+        on_progress: Callable[[BatchStats], object] | None = None,
+        timeout: float | Timeout | None = None,
+    ) -> Batch[str, WalletInfo, FreedomPayError]:
+        """Look many wallets up, ``concurrency`` at a time: an async iterator of results.
+
+        ``identifiers`` may be any iterable or async iterable (a generator over a huge file is
+        fine: it is read lazily, never held in memory). Each wallet is reported exactly once as
+        a :class:`~freedompay_async.batch.BatchResult`: ``.identifier``, and ``.value`` (the
+        :class:`WalletInfo`) or ``.error`` (the typed :class:`FreedomPayError`); one failed
+        wallet never stops the batch. Results come as they complete, or in input order with
+        ``ordered=True``. Use ``async with`` so that leaving the loop early stops every request
+        in flight at once::
+
+            async with client.wallets.info_many(identifiers, concurrency=64) as results:
+                async for result in results:
+                    if result.ok:
+                        print(result.identifier, result.value.wallet.balance)
+                    else:
+                        print(result.identifier, result.error.error_code)
+            print(results.stats)   # done, ok, failed by error class, rate, latency p50/p95/p99
+
+        Args:
+            identifiers: partner-side wallet identifiers.
+            concurrency: requests in flight at most.
+            rate_limit: requests started per second at most (``None``: no limit).
+            ordered: yield in input order (holding at most ``2 * concurrency`` results back).
+            on_progress: called with the live :class:`~freedompay_async.batch.BatchStats`
+                every :data:`~freedompay_async.batch.PROGRESS_INTERVAL` seconds and at the end.
+            timeout: per request, as for :meth:`info`.
+
+        An identifier that could never be valid (empty, too long, control characters) is
+        reported as an :class:`InvalidRequestError` with ``error_code=None`` (it is not sent);
+        an item that is not a ``str`` stops the batch with ``TypeError``. See
+        :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
+        """
+        Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
+        info = self.info
+
+        async def lookup(identifier: str) -> WalletInfo:
+            try:
+                check_identifier(identifier)
+            except ValueError as exc:
+                raise InvalidRequestError(
+                    f"invalid identifier, not sent: {exc}",
+                    endpoint=_protocol.INFO.name,
+                    identifier=identifier,
+                ) from exc
+            return await info(identifier, timeout=timeout)
+
+        return amap(
+            lookup,
+            identifiers,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            ordered=ordered,
+            catch=FreedomPayError,
+            on_progress=on_progress,
+        )
 
 
 def _finished(result: RequestStatusResult) -> bool:
