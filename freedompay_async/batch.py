@@ -21,11 +21,12 @@ How it works, and what it guarantees:
   most about ``2 * concurrency`` items are held between the input and your loop.
 - **Every item reported exactly once**, success or failure, as a :class:`BatchResult`. An
   exception of the ``catch`` types (default: any :class:`Exception`) from one call becomes that
-  item's ``error``; it never stops the batch. Anything else (an exception outside ``catch``, an
-  exception raised by the input iterator itself, or an exception from ``on_progress``) stops
-  the batch: the results already completed are still yielded, then the exception is raised
-  from the ``async for``, unwrapped. ``BaseException`` (cancellation, ``KeyboardInterrupt``)
-  is never caught.
+  item's ``error``; it never stops the batch. An exception outside ``catch`` is taken as a bug:
+  the calls in flight are cancelled, the results already completed are still yielded, then the
+  exception is raised from the ``async for``, unwrapped. An exception raised by the input
+  iterator itself stops the intake only: the calls in flight complete and are yielded, then the
+  exception is raised. An exception from ``on_progress`` stops the batch at once.
+  ``BaseException`` (cancellation, ``KeyboardInterrupt``) is never caught.
 - **Order.** Results come as they complete; with ``ordered=True`` they come in input order,
   through a reorder buffer bounded to ``2 * concurrency`` results (a slow item holds the
   others back rather than letting memory grow).
@@ -411,12 +412,15 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         self._workers += 1
         self._task_group.start_soon(self._work)
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException, *, cancel: bool = True) -> None:
+        """Stop the batch with ``exc``: take no more items, and unless ``cancel`` is false
+        (the input failed, the calls in flight are fine) cancel the calls in flight."""
         if self.failure is None:
             self.failure = exc
         self._exhausted = True
-        assert self._task_group is not None
-        self._task_group.cancel_scope.cancel()
+        if cancel:
+            assert self._task_group is not None
+            self._task_group.cancel_scope.cancel()
 
     async def _pull_async(self) -> tuple[bool, Any]:
         """Take the next item of an async input (one worker at a time)."""
@@ -454,8 +458,6 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                     window.acquire_nowait()
                 except anyio.WouldBlock:
                     await window.acquire()
-            if limiter is not None:
-                await limiter.wait()
             if self._exhausted:
                 break
             try:
@@ -470,12 +472,15 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 self._exhausted = True
                 break
             except Exception as exc:
-                self._fail(exc)
-                return
+                self._fail(exc, cancel=False)
+                break
             index = stats.started
             stats.started = index + 1
             if self._workers < self._concurrency:
                 self._spawn()
+            if limiter is not None:
+                # After the pull, so that no worker sleeps for a slot once the input is done.
+                await limiter.wait()
 
             started_at = perf_counter()
             try:
