@@ -13,6 +13,7 @@ import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from typing import TypeVar
 
 import anyio
 import pytest
@@ -26,10 +27,13 @@ from freedompay_async import (
     WalletInfo,
     WalletNotFoundError,
 )
-from freedompay_async.batch import BatchResult, BatchStats, _LatencyHistogram, amap
+from freedompay_async.batch import Batch, BatchResult, BatchStats, _LatencyHistogram, amap
 from freedompay_async.testing import FakeFreedomPay
 
 INFO_PATH = "/v5/partner/wallet/info"
+T = TypeVar("T")
+R = TypeVar("R")
+E = TypeVar("E", bound=Exception)
 
 
 def batch_tasks() -> list[asyncio.Task[object]]:
@@ -44,6 +48,11 @@ def batch_tasks() -> list[asyncio.Task[object]]:
 async def double(x: int) -> int:
     await asyncio.sleep(0)
     return 2 * x
+
+
+async def drain(batch: Batch[T, R, E]) -> list[BatchResult[T, R, E]]:
+    async with batch as results:
+        return [result async for result in results]
 
 
 async def agen(n: int) -> AsyncIterator[int]:
@@ -164,10 +173,14 @@ async def test_exception_outside_catch_stops_the_batch_unwrapped() -> None:
         return x
 
     seen: list[BatchResult[int, int, ValueError]] = []
-    with pytest.raises(KeyError, match="bug"):
+
+    async def consume() -> None:
         async with amap(boom, range(10_000), concurrency=4, catch=ValueError) as results:
             async for result in results:
                 seen.append(result)
+
+    with pytest.raises(KeyError, match="bug"):
+        await consume()
     assert 0 < len(seen) < 10_000
     assert {type(r.error) for r in seen if not r.ok} <= {ValueError}
     assert batch_tasks() == []
@@ -179,9 +192,13 @@ async def test_input_iterator_error_stops_the_batch() -> None:
         raise OSError("disk gone")
 
     seen = []
-    with pytest.raises(OSError, match="disk gone"):
+
+    async def consume() -> None:
         async for result in amap(double, items(), concurrency=3):
             seen.append(result.identifier)
+
+    with pytest.raises(OSError, match="disk gone"):
+        await consume()
     assert sorted(seen) == list(range(20))  # completed results still arrive first
     assert batch_tasks() == []
 
@@ -191,9 +208,7 @@ async def test_exception_in_on_progress_stops_the_batch() -> None:
         raise RuntimeError("progress bar broke")
 
     with pytest.raises(RuntimeError, match="progress bar broke"):
-        async with amap(double, range(1000), on_progress=progress) as results:
-            async for _ in results:
-                pass
+        await drain(amap(double, range(1000), on_progress=progress))
     assert batch_tasks() == []
 
 
@@ -288,9 +303,7 @@ async def test_rate_limit_holds_over_two_seconds() -> None:
     async with amap(stamp, range(220), concurrency=16, rate_limit=rate) as results:
         assert len([r async for r in results]) == 220
     # Never more than `rate` starts in any one-second window (+1 for the window's edge).
-    busiest = max(
-        sum(1 for t in starts[i:] if t < start + 1.0) for i, start in enumerate(starts)
-    )
+    busiest = max(sum(1 for t in starts[i:] if t < start + 1.0) for i, start in enumerate(starts))
     assert busiest <= rate + 1
     span = starts[-1] - starts[0]
     assert span >= (220 - 1) / rate * 0.98  # not faster than the limit over the whole run
@@ -389,6 +402,7 @@ async def test_break_from_plain_async_for_cancels_the_workers() -> None:
 
 async def test_cancelling_the_consumer_task_stops_everything() -> None:
     got = 0
+    ten = asyncio.Event()
 
     async def slow(x: int) -> int:
         await asyncio.sleep(0.005)
@@ -398,10 +412,11 @@ async def test_cancelling_the_consumer_task_stops_everything() -> None:
         nonlocal got
         async for _ in amap(slow, range(100_000), concurrency=8):
             got += 1
+            if got == 10:
+                ten.set()
 
     task = asyncio.ensure_future(consume())
-    while got < 10:
-        await asyncio.sleep(0.001)
+    await ten.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -557,9 +572,7 @@ async def test_info_many_invalid_identifier_is_a_per_item_error_not_sent(
 
 async def test_info_many_non_str_item_stops_with_type_error(client: FreedomPayClient) -> None:
     with pytest.raises(TypeError, match="must be a str"):
-        async with client.wallets.info_many(["user-1", 42]) as results:  # type: ignore[list-item]
-            async for _ in results:
-                pass
+        await drain(client.wallets.info_many(["user-1", 42]))  # type: ignore[list-item]
 
 
 async def test_info_many_bad_arguments_send_nothing(
@@ -585,10 +598,8 @@ async def test_info_many_ordered_from_an_async_generator(client: FreedomPayClien
 
 async def test_info_many_concurrency_is_capped_at_the_server() -> None:
     async with FakeFreedomPay(wallets=200, latency=0.01) as fake, fake.client() as client:
-        async with client.wallets.info_many(
-            (f"user-{i}" for i in range(200)), concurrency=8
-        ) as results:
-            assert len([r async for r in results if r.ok]) == 200
+        results = client.wallets.info_many((f"user-{i}" for i in range(200)), concurrency=8)
+        assert len([r for r in await drain(results) if r.ok]) == 200
     assert fake.stats.max_in_flight == 8
 
 
@@ -602,19 +613,18 @@ async def test_info_many_rate_limit_is_applied(client: FreedomPayClient) -> None
 
 
 async def test_info_many_break_stops_requests_and_leaves_nothing_open() -> None:
-    async with FakeFreedomPay(wallets=5000, latency=0.02) as fake:
-        async with fake.client() as client:
-            async with client.wallets.info_many(
-                (f"user-{i}" for i in range(5000)), concurrency=8
-            ) as results:
-                async for _ in results:
-                    break
-            assert batch_tasks() == []
-            sent = fake.stats.requests
-            await asyncio.sleep(0.1)
-            assert fake.stats.requests == sent <= 16
-            # The pool is intact: the client still works after the early exit.
-            assert (await client.wallets.info("user-1")).ok
+    async with FakeFreedomPay(wallets=5000, latency=0.02) as fake, fake.client() as client:
+        async with client.wallets.info_many(
+            (f"user-{i}" for i in range(5000)), concurrency=8
+        ) as results:
+            async for _ in results:
+                break
+        assert batch_tasks() == []
+        sent = fake.stats.requests
+        await asyncio.sleep(0.1)
+        assert fake.stats.requests == sent <= 16
+        # The pool is intact: the client still works after the early exit.
+        assert (await client.wallets.info("user-1")).ok
 
 
 async def test_info_many_consumer_cancelled_mid_flight() -> None:
