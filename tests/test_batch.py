@@ -96,7 +96,7 @@ async def test_async_iterable_input() -> None:
 
 
 async def test_empty_input() -> None:
-    async with amap(double, [], concurrency=4) as results:
+    async with amap(double, list[int](), concurrency=4) as results:
         assert [r async for r in results] == []
     assert results.stats.done == 0 and results.stats.finished
     assert results.stats.latency_p50 is None
@@ -583,7 +583,7 @@ async def test_info_many_bad_arguments_send_nothing(
     with pytest.raises(ValueError, match="Timeout"):
         client.wallets.info_many(["user-1"], timeout=-1)
     with pytest.raises(TypeError, match="single str"):
-        client.wallets.info_many("user-1")  # type: ignore[arg-type]
+        client.wallets.info_many("user-1")
     assert fake.stats.requests == 0
 
 

@@ -259,7 +259,7 @@ def test_progress_line_shows_rate_and_eta() -> None:
         def close(self) -> None: ...
 
     screen = io.StringIO()
-    progress = cli.Progress(Sink(), lambda s: 0.25, screen)  # type: ignore[arg-type]
+    progress = cli.Progress(Sink(), lambda s: 0.25, screen)
     progress(stats)
     line = screen.getvalue()
     assert line.startswith("\r\x1b[K")
@@ -268,7 +268,7 @@ def test_progress_line_shows_rate_and_eta() -> None:
     assert written == ["flush"]  # the output file is flushed on every tick
     progress.clear()
     assert screen.getvalue().endswith("\r\x1b[K")
-    unknown_total = cli.Progress(Sink(), lambda s: None, None)  # type: ignore[arg-type]
+    unknown_total = cli.Progress(Sink(), lambda s: None, None)
     assert "ETA" not in unknown_total.line(stats)
 
 

@@ -412,7 +412,7 @@ class Wallets:
 
             async with client.wallets.info_many(identifiers, concurrency=64) as results:
                 async for result in results:
-                    if result.ok:
+                    if result.error is None:  # the same test as result.ok
                         print(result.identifier, result.value.wallet.balance)
                     else:
                         print(result.identifier, result.error.error_code)
