@@ -643,14 +643,17 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             else:
                 result = await self._next_in_order(receive)
             self._count(result)
-        except anyio.EndOfStream:
-            pass  # finish outside the except block, so no exception context leaks
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # Finished, or closed by aclose() from another task meanwhile. Finish outside the
+            # except block, so that no exception context leaks into what _finish raises.
+            pass
         except BaseException:
             await self.aclose()
             raise
         else:
             return result
-        await self._finish()
+        if not self._closed:
+            await self._finish()
         raise StopAsyncIteration
 
     async def _next_in_order(
@@ -696,8 +699,11 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         assert task is not None and runner is not None
         await _wait_for(task)
         failure = runner.failure
-        if failure is None and not task.cancelled():
-            failure = task.exception()
+        if failure is None:
+            if task.cancelled():  # not by us: some code cancelled every task of the loop
+                failure = RuntimeError("the batch's workers were cancelled from outside")
+            else:
+                failure = task.exception()
         leftover = len(self._reorder)
         self._end()
         if failure is not None:

@@ -437,6 +437,27 @@ async def test_aclose_stops_and_ends_iteration() -> None:
     assert results.stats.finished
 
 
+async def test_aclose_from_another_task_ends_the_consumer_loop() -> None:
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x
+
+    seen = 0
+    results = amap(slow, range(10_000), concurrency=4)
+
+    async def consume() -> None:
+        nonlocal seen
+        async for _ in results:
+            seen += 1
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(consume)
+        await asyncio.sleep(0.05)
+        await results.aclose()
+    assert 0 < seen < 10_000
+    assert batch_tasks() == []
+
+
 async def test_a_never_started_batch_needs_no_cleanup() -> None:
     results = amap(double, range(10))
     await results.aclose()
