@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import math
 import pickle
 import random
+import re
 import tracemalloc
+from ast import PyCF_ALLOW_TOP_LEVEL_AWAIT
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
@@ -661,3 +665,32 @@ async def test_info_many_consumer_cancelled_mid_flight() -> None:
         sent = fake.stats.requests
         await asyncio.sleep(0.05)
         assert fake.stats.requests == sent
+
+
+# -- the README ------------------------------------------------------------------------------
+
+
+def bulk_lookup_examples() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Bulk lookups\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+async def test_the_readme_bulk_lookup_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
+    examples = bulk_lookup_examples()
+    assert len(examples) == 2
+    async with FakeFreedomPay(wallets=100) as fake, fake.client() as client:
+        identifiers = [f"user-{i}" for i in range(100)] + ["nobody"]
+        namespace: dict[str, object] = {"client": client, "identifiers": identifiers}
+        for number, source in enumerate(examples, 1):
+            code = compile(
+                source, f"README.md bulk example {number}", "exec", flags=PyCF_ALLOW_TOP_LEVEL_AWAIT
+            )
+            result = eval(code, namespace)
+            if inspect.iscoroutine(result):
+                await result
+    out = capsys.readouterr().out
+    assert "nobody WalletNotFoundError 1004" in out
+    assert "101 done (100 ok, 1 failed: WalletNotFoundError 1)" in out
+    assert fake.stats.requests == 2 * 101
