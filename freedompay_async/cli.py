@@ -113,6 +113,11 @@ def to_row(result: WalletResult) -> Row:
 
 
 class Writer(Protocol):
+    @property
+    def interactive(self) -> bool:
+        """True when rows go to a terminal (the progress line is cleared before each one)."""
+        ...
+
     def write(self, result: WalletResult) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -124,6 +129,7 @@ class JsonlWriter:
     def __init__(self, stream: IO[bytes], *, owned: bool) -> None:
         self._stream = stream
         self._owned = owned
+        self.interactive = _isatty(stream)
         self._encoder = msgspec.json.Encoder(decimal_format="string")
         self._buffer = bytearray()
 
@@ -149,6 +155,7 @@ class CsvWriter:
     def __init__(self, stream: IO[bytes], *, owned: bool) -> None:
         self._text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
         self._owned = owned
+        self.interactive = _isatty(stream)
         self._csv = csv.writer(self._text, lineterminator="\n")
         self._csv.writerow(COLUMNS)
 
@@ -188,6 +195,10 @@ class SampleWriter:
         self._left = limit
         self.written = 0
 
+    @property
+    def interactive(self) -> bool:
+        return self._left > 0 and self._inner.interactive
+
     def write(self, result: WalletResult) -> None:
         self.written += 1
         if self._left > 0:
@@ -199,6 +210,13 @@ class SampleWriter:
 
     def close(self) -> None:
         self._inner.close()
+
+
+def _isatty(stream: IO[Any]) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def open_writer(path: str, fmt: str | None) -> Writer:
@@ -444,6 +462,8 @@ async def poll(
                 try:
                     async with results:
                         async for result in results:
+                            if writer.interactive:
+                                progress.clear()  # rows and the status line share the screen
                             writer.write(result)
                             if isinstance(result.error, AuthenticationError):
                                 problem = (
@@ -515,11 +535,11 @@ def _info_command(args: argparse.Namespace) -> int:
 
     try:
         info = asyncio.run(lookup())
-    except ValueError as exc:  # an identifier that cannot be valid; nothing was sent
-        raise UsageError(str(exc)) from None
     except FreedomPayError as exc:
         _say(f"{type(exc).__name__}: {exc}")
         return EXIT_FAILED
+    except ValueError as exc:  # an identifier that cannot be valid; nothing was sent
+        raise UsageError(str(exc)) from None
     sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(info), indent=2) + b"\n")
     sys.stdout.flush()
     return EXIT_OK

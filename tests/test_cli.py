@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from freedompay_async import cli
-from freedompay_async.batch import BatchStats
+from freedompay_async import FreedomPayError, cli
+from freedompay_async.batch import BatchResult, BatchStats
 from freedompay_async.testing import FakeFreedomPay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,3 +342,21 @@ async def test_ctrl_c_stops_cleanly_and_keeps_every_line(tmp_path: Path) -> None
     assert len(rows) < 2000  # it really stopped early
     assert len({row["identifier"] for row in rows}) == len(rows)
     assert all(row["ok"] for row in rows)
+
+
+def test_sample_writer_prints_a_few_rows_and_then_leaves_the_terminal_to_progress() -> None:
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    writer = cli.SampleWriter(screen, 2)
+    results = [BatchResult(f"w-{i}", error=FreedomPayError("down")) for i in range(5)]
+    assert writer.interactive
+    for result in results:
+        writer.write(result)
+    assert not writer.interactive  # the progress line is no longer cleared for each row
+    assert writer.written == 5
+    rows = [json.loads(line) for line in screen.getvalue().splitlines()]
+    assert [row["identifier"] for row in rows] == ["w-0", "w-1"]
+    assert rows[0]["error"] == "FreedomPayError" and rows[0]["message"] == "down"
