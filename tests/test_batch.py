@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from freedompay_async import (
     FreedomPayClient,
     FreedomPayError,
+    HTTPStatusError,
     InvalidRequestError,
     WalletInfo,
     WalletNotFoundError,
@@ -593,6 +594,19 @@ async def test_info_many_invalid_identifier_is_a_per_item_error_not_sent(
         assert result.error.error_code is None and result.error.http_status is None
         assert isinstance(result.error.__cause__, ValueError)
     assert fake.stats.requests == 2
+
+
+async def test_info_many_uses_the_clients_retry_options(
+    client: FreedomPayClient, fake: FakeFreedomPay
+) -> None:
+    fake.respond_with(INFO_PATH, b"busy", status=503)
+    async with client.wallets.info_many(["user-1"]) as results:
+        assert [r.ok async for r in results] == [True]  # retried inside its lookup
+    fake.respond_with(INFO_PATH, b"busy", status=503)
+    no_retries = client.with_options(max_retries=0)
+    async with no_retries.wallets.info_many(["user-1"]) as results:
+        [result] = [r async for r in results]
+    assert isinstance(result.error, HTTPStatusError) and result.error.http_status == 503
 
 
 async def test_info_many_non_str_item_stops_with_type_error(client: FreedomPayClient) -> None:
