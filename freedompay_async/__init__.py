@@ -9,6 +9,7 @@ from ._client import FreedomPayClient
 from ._config import REGIONS, Timeout
 from ._retry import RetryPolicy
 from ._version import __version__
+from .batch import Batch, BatchResult, BatchStats, amap
 from .errors import (
     APIError,
     AuthenticationError,
@@ -52,6 +53,9 @@ __all__ = [
     "REGIONS",
     "APIError",
     "AuthenticationError",
+    "Batch",
+    "BatchResult",
+    "BatchStats",
     "ClientClosedError",
     "Correspondent",
     "DuplicateRequestError",
@@ -88,4 +92,5 @@ __all__ = [
     "WalletStatement",
     "WalletStatus",
     "__version__",
+    "amap",
 ]
