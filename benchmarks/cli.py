@@ -489,6 +489,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 modulo=server.modulo,
                 top=args.top,
+                contender=args.contender,
             )
             rows = [
                 [
@@ -499,7 +500,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 ]
                 for group, seconds in report.groups
             ]
-            print(f"## cProfile: {report.n:,} SDK lookups, own time by package\n")
+            print(f"## cProfile: {report.n:,} `{args.contender}` lookups, own time by package\n")
             print(table(["package", "own s", "share", "µs / lookup"], rows))
             print(f"\nTop {args.top} functions by own time:\n\n```\n{report.top}\n```\n")
         if args.profiler in ("pyinstrument", "all"):
@@ -507,9 +508,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 log("pyinstrument not installed (pip install -e '.[bench]'); skipped")
             else:
                 text = pyinstrument_sdk(
-                    server.url, n=args.n, concurrency=args.concurrency, modulo=server.modulo
+                    server.url,
+                    n=args.n,
+                    concurrency=args.concurrency,
+                    modulo=server.modulo,
+                    contender=args.contender,
                 )
-                print(f"## pyinstrument: {args.n:,} SDK lookups\n\n```\n{text.strip()}\n```\n")
+                title = f"## pyinstrument: {args.n:,} `{args.contender}` lookups"
+                print(f"{title}\n\n```\n{text.strip()}\n```\n")
     return 0
 
 
@@ -629,6 +635,12 @@ def parser() -> argparse.ArgumentParser:
         "--profiler", choices=("cprofile", "pyinstrument", "steps", "all"), default="all"
     )
     profile.add_argument("--top", type=_positive_int, default=25)
+    profile.add_argument(
+        "--contender",
+        choices=[name for name in CONTENDERS if "uvloop" not in name],
+        default="sdk",
+        help="profile another contender instead (e.g. raw, to compare)",
+    )
     profile.set_defaults(func=cmd_profile)
 
     decode = commands.add_parser("decode", help="the decode micro-benchmark alone")

@@ -57,9 +57,11 @@ class ProfileReport:
     top: str  # pstats text
 
 
-def profile_sdk(url: str, *, n: int, concurrency: int, modulo: int, top: int = 25) -> ProfileReport:
-    """cProfile of ``n`` SDK lookups (after a warm-up), own time grouped by package."""
-    factory = CONTENDERS["sdk"].factory
+def profile_sdk(
+    url: str, *, n: int, concurrency: int, modulo: int, top: int = 25, contender: str = "sdk"
+) -> ProfileReport:
+    """cProfile of ``n`` lookups by ``contender`` (after a warm-up), own time by package."""
+    factory = CONTENDERS[contender].factory
     profiler = cProfile.Profile()
 
     async def main() -> None:
@@ -89,11 +91,13 @@ def profile_sdk(url: str, *, n: int, concurrency: int, modulo: int, top: int = 2
     )
 
 
-def pyinstrument_sdk(url: str, *, n: int, concurrency: int, modulo: int) -> str:
-    """A pyinstrument (sampling) profile of ``n`` SDK lookups, as text."""
+def pyinstrument_sdk(
+    url: str, *, n: int, concurrency: int, modulo: int, contender: str = "sdk"
+) -> str:
+    """A pyinstrument (sampling) profile of ``n`` lookups by ``contender``, as text."""
     from pyinstrument import Profiler
 
-    factory = CONTENDERS["sdk"].factory
+    factory = CONTENDERS[contender].factory
     profiler = Profiler(interval=0.0005, async_mode="disabled")
 
     async def main() -> None:
