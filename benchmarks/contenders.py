@@ -117,33 +117,58 @@ async def sdk(url: str, concurrency: int) -> AsyncIterator[Run]:
 # -- hand-tuned raw aiohttp + msgspec: the ceiling for an aiohttp client ------------------------
 
 _B64URL: Final = bytes.maketrans(b"+/", b"-_")
+_IPAD: Final = bytes(x ^ 0x36 for x in range(256))
+_OPAD: Final = bytes(x ^ 0x5C for x in range(256))
 
 
 def _b64url(data: bytes) -> bytes:
     return binascii.b2a_base64(data, newline=False).translate(_B64URL).rstrip(b"=")
 
 
+class TunedSigner:
+    """``X-JWS-Signature`` (HS256) the fastest way we know in pure Python: the HMAC inner and
+    outer SHA-256 states are computed once, the inner one having already absorbed the constant
+    ``b64(header) + "."`` prefix; each signature copies both states and hashes only the body."""
+
+    __slots__ = ("_inner", "_outer", "_prefix")
+
+    def __init__(self, *, uri: str, auth_id: str, secret_key: bytes) -> None:
+        import msgspec
+
+        header = msgspec.json.encode(
+            {"uri": uri, "auth_id": auth_id, "method": "POST", "params": "", "alg": "HS256"}
+        )
+        encoded_header = _b64url(header)
+        key = secret_key if len(secret_key) <= 64 else hashlib.sha256(secret_key).digest()
+        key = key.ljust(64, b"\0")  # SHA-256 block size
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._inner.update(encoded_header + b".")
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._prefix = encoded_header.decode() + ".."
+
+    def sign(self, body: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(_b64url(body))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return self._prefix + _b64url(outer.digest()).decode()
+
+
 @asynccontextmanager
 async def raw_aiohttp(url: str, concurrency: int) -> AsyncIterator[Run]:
-    """What an expert writes by hand: one tuned session, constant headers on the session, the
-    JWS header part encoded once, msgspec encode/decode into the SDK's own Structs, a worker
-    pool. Same timeout protection as the SDK (30 s total, 10 s connect)."""
+    """What an expert writes by hand: one tuned session, constant headers on the session,
+    precomputed HMAC states (:class:`TunedSigner`), msgspec encode/decode into the SDK's own
+    Structs, a worker pool. Same timeout protection as the SDK (30 s total, 10 s connect)."""
     import aiohttp
     import msgspec
     from yarl import URL
 
     from freedompay_async.models import InfoRequest, WalletInfo
 
-    key = SECRET_KEY.encode()
-    header = msgspec.json.encode(
-        {"uri": INFO_PATH, "auth_id": AUTH_ID, "method": "POST", "params": "", "alg": "HS256"}
-    )
-    signing_prefix = _b64url(header) + b"."
-    value_prefix = signing_prefix.decode() + "."
+    sign = TunedSigner(uri=INFO_PATH, auth_id=AUTH_ID, secret_key=SECRET_KEY.encode()).sign
     encode = msgspec.json.Encoder().encode
     decode = msgspec.json.Decoder(WalletInfo).decode
     target = URL(url).join(URL(INFO_PATH))
-    digest = hmac.digest
 
     connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300, keepalive_timeout=15)
     async with aiohttp.ClientSession(
@@ -159,8 +184,7 @@ async def raw_aiohttp(url: str, concurrency: int) -> AsyncIterator[Run]:
 
             async def one(identifier: str) -> None:
                 body = encode(InfoRequest(identifier=identifier))
-                mac = digest(key, signing_prefix + _b64url(body), "sha256")
-                headers = {"X-JWS-Signature": value_prefix + _b64url(mac).decode()}
+                headers = {"X-JWS-Signature": sign(body)}
                 try:
                     async with post(target, data=body, headers=headers) as response:
                         status = response.status

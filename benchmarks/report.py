@@ -74,6 +74,7 @@ def throughput_table(summaries: Sequence[Summary], baseline: Summary | None) -> 
                 s.label,
                 s.loop,
                 f"{s.rate:,.0f}",
+                f"{s.rate_max:,.0f}",
                 f"±{s.spread * 50:.0f}%",
                 f"{s.cpu_ms_per_1000:,.1f}",
                 f"{s.rss_peak_mb:.1f}" if s.rss_peak_mb else "n/a",
@@ -86,6 +87,7 @@ def throughput_table(summaries: Sequence[Summary], baseline: Summary | None) -> 
             "contender",
             "loop",
             "lookups/s (median)",
+            "best",
             "spread",
             "client CPU ms / 1000",
             "peak RSS MB",
@@ -93,7 +95,7 @@ def throughput_table(summaries: Sequence[Summary], baseline: Summary | None) -> 
             "CPU x SDK",
         ],
         rows,
-        "llrrrrrr",
+        "llrrrrrrr",
     )
 
 

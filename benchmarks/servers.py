@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import IO, Final
 
 from .common import LOOPBACK, canned_info_body, child_env, python
 
@@ -238,10 +238,14 @@ class FakeServer:
         self._latency = latency
         self._wallets = wallets
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self.url = ""
         self.loop = ""
 
     def start(self) -> None:
+        # Its stderr goes to a file: wrk closing sockets mid-request makes aiohttp log tracebacks
+        # ("Connection lost") that are expected and would bury the harness's own output.
+        self._log = tempfile.TemporaryFile(prefix="freedompay-bench-fake-")  # noqa: SIM115 (closed in stop)
         process = spawn(
             [
                 python(),
@@ -254,15 +258,27 @@ class FakeServer:
             ],
             stdin=subprocess.PIPE,  # closing it (or our death) stops the server
             stdout=subprocess.PIPE,
+            stderr=self._log,
             env=child_env(),
         )
         self._process = process
         assert process.stdout is not None
         line = process.stdout.readline().decode().strip()
         if not line.startswith("http://"):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+            stderr = self._stderr
             self.stop()
-            raise ServerError(f"the fake server did not start (said {line!r})")
+            raise ServerError(f"the fake server did not start (said {line!r}): {stderr}")
         self.url, _, self.loop = line.partition(" ")
+
+    @property
+    def _stderr(self) -> str:
+        log = self._log
+        if log is None or log.closed:
+            return ""
+        log.seek(0)
+        return log.read().decode(errors="replace")[-1500:]
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -273,6 +289,8 @@ class FakeServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(2)
             stop(process)
+        if self._log is not None:
+            self._log.close()
 
     def __enter__(self) -> FakeServer:
         self.start()
