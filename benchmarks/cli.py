@@ -25,6 +25,7 @@ from .common import (
     CANNED_BALANCE,
     ROOT,
     SDK_PATH_ENV,
+    BenchError,
     WorkerResult,
     WorkerSpec,
     child_env,
@@ -37,10 +38,6 @@ from .servers import ServerError, ServerInfo, serve, spawn, stop
 DEFAULT_CONTENDERS: Final = ("sdk", "sdk-uvloop", "raw", "raw-uvloop", "naive", "httpx", "wrk")
 SECTIONS: Final = ("throughput", "scaling", "latency", "decode")
 RESULTS_PATH: Final = ROOT / "benchmarks" / "RESULTS.md"
-
-
-class BenchError(RuntimeError):
-    """A contender crashed, timed out or returned wrong results: the harness is broken."""
 
 
 def log(message: str) -> None:

@@ -36,6 +36,10 @@ CANNED_WALLET: Final = seeded_wallet(42)
 CANNED_BALANCE: Final[Decimal] = CANNED_WALLET.balance
 
 
+class BenchError(RuntimeError):
+    """A contender crashed, timed out or returned wrong results: the harness is broken."""
+
+
 def canned_info_body() -> bytes:
     """A realistic ``status: "ok"`` Info reply, fixed bytes (what nginx answers every POST with)."""
     reply: dict[str, Any] = {

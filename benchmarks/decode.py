@@ -14,7 +14,7 @@ import msgspec
 from freedompay_async import _protocol
 from freedompay_async.models import WalletInfo
 
-from .common import CANNED_BALANCE, canned_info_body
+from .common import CANNED_BALANCE, BenchError, canned_info_body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ def run_decode(*, repeats: int = 5, min_time: float = 0.2) -> list[DecodeResult]
     results = []
     for name, function, note in variants(body):
         if function() != CANNED_BALANCE:
-            raise AssertionError(f"{name} decoded the wrong balance")
+            raise BenchError(f"{name} decoded the wrong balance")
         results.append(
             DecodeResult(name, bench(function, repeats=repeats, min_time=min_time), note)
         )

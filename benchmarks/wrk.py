@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import INFO_PATH, WorkerResult, fixed_request
+from .common import INFO_PATH, BenchError, WorkerResult, fixed_request
 from .servers import spawn, stop
 
 
@@ -45,7 +45,7 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 def run_wrk(url: str, *, concurrency: int, duration: float, threads: int = 1) -> WorkerResult:
     binary = wrk_binary()
     if binary is None:
-        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+        raise BenchError("wrk is not installed (apt-get install -y wrk)")
     body, signature = fixed_request()
     with tempfile.TemporaryDirectory(prefix="freedompay-bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
@@ -73,7 +73,7 @@ def run_wrk(url: str, *, concurrency: int, duration: float, threads: int = 1) ->
             stop(process)
     match = _REQUESTS.search(output)
     if process.returncode != 0 or match is None:
-        raise RuntimeError(f"wrk failed (exit {process.returncode}): {output[-500:]}")
+        raise BenchError(f"wrk failed (exit {process.returncode}): {output[-500:]}")
     requests = int(match.group(1))
     elapsed = float(match.group(2)) * _UNITS.get(match.group(3), 1.0)
     # Non-2xx replies mean a wrong request (a harness bug) and fail the run; socket errors
