@@ -524,6 +524,46 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ab(args: argparse.Namespace) -> int:
+    from .ab import run_ab
+
+    compare: dict[str, Path] = {}
+    for item in args.compare_sdk:
+        label, sep, path = item.partition("=")
+        if not sep or not label.isidentifier() or label in ("base", "raw"):
+            raise SystemExit(
+                f"--compare-sdk wants LABEL=DIR (LABEL a name, not base/raw): {item!r}"
+            )
+        compare[label] = Path(path).resolve()
+    with serve(args.server) as server:
+        log(f"server: {server.description}")
+        log(f"ab: {args.rounds} rounds x {args.per_round:,} lookups per tree, in one process")
+        results = run_ab(
+            server.url,
+            compare,
+            rounds=args.rounds,
+            per_round=args.per_round,
+            concurrency=args.concurrency,
+            modulo=server.modulo,
+        )
+    rows = [
+        [
+            "this worktree" if r.label == "base" else r.label,
+            f"{r.cpu_us_median:.1f}",
+            f"{r.cpu_us_best:.1f}",
+            f"{r.ratio_median:.3f}",
+            f"{r.ratio_q1:.3f} - {r.ratio_q3:.3f}",
+        ]
+        for r in results
+    ]
+    print(
+        f"## In-process A/B: CPU per lookup, {args.rounds} paired rounds of "
+        f"{args.per_round:,} lookups, concurrency {args.concurrency}\n"
+    )
+    print(table(["tree", "µs / lookup (median)", "best", "x base (median)", "x base (IQR)"], rows))
+    return 0
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     outcome = Outcome(config={})
     run_decode_section(args, outcome)
@@ -651,6 +691,22 @@ def parser() -> argparse.ArgumentParser:
         help="profile another contender instead (e.g. raw, to compare)",
     )
     profile.set_defaults(func=cmd_profile)
+
+    ab = commands.add_parser(
+        "ab", help="in-process A/B of SDK trees: CPU per lookup in paired rounds (precise)"
+    )
+    server_option(ab)
+    ab.add_argument(
+        "--compare-sdk",
+        action="append",
+        required=True,
+        metavar="LABEL=DIR",
+        help="a tree whose DIR/freedompay_async to compare with this worktree's (repeatable)",
+    )
+    ab.add_argument("--rounds", type=_positive_int, default=30, help="paired rounds (30)")
+    ab.add_argument("--per-round", type=_positive_int, default=3000, help="lookups (3000)")
+    ab.add_argument("--concurrency", "-c", type=_positive_int, default=64)
+    ab.set_defaults(func=cmd_ab)
 
     decode = commands.add_parser("decode", help="the decode micro-benchmark alone")
     decode.add_argument("--decode-repeats", type=_positive_int, help="best of this many (5)")
