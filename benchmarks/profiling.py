@@ -14,11 +14,12 @@ import cProfile
 import dataclasses
 import io
 import pstats
+import sysconfig
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from .common import AUTH_ID, INFO_PATH, SECRET_KEY, canned_info_body, identifiers
+from .common import AUTH_ID, INFO_PATH, ROOT, SECRET_KEY, canned_info_body, identifiers
 from .contenders import CONTENDERS, TunedSigner
 from .decode import bench
 
@@ -113,9 +114,22 @@ def pyinstrument_sdk(
 
 
 def _trim_pstats(text: str) -> str:
+    """pstats text from the column header on, with install prefixes cut from the paths."""
+    prefixes = sorted(
+        {sysconfig.get_paths()[key] + "/" for key in ("purelib", "platlib", "stdlib")}
+        | {str(ROOT) + "/"},
+        key=len,
+        reverse=True,
+    )
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-    return "\n".join(line.replace("/work/", "") for line in lines[start:] if line.strip())
+    kept = []
+    for line in lines[start:]:
+        if line.strip():
+            for prefix in prefixes:
+                line = line.replace(prefix, "")
+            kept.append(line)
+    return "\n".join(kept)
 
 
 @dataclasses.dataclass(frozen=True)
