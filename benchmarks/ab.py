@@ -59,10 +59,21 @@ Run = Callable[[Iterator[str]], Awaitable[Tally]]
 
 
 def _sdk_runner(module: ModuleType, client: Any, concurrency: int) -> Run:
+    """The ``sdk`` contender's code path, for an aliased tree: ``info_many`` when the tree has
+    it, else the same fixed worker pool over ``wallets.info``."""
     error: type[BaseException] = module.FreedomPayError
+    info_many = getattr(client.wallets, "info_many", None)
 
     async def run(ids: Iterator[str]) -> Tally:
         tally = Tally()
+        if info_many is not None:
+            async for result in info_many(ids, concurrency=concurrency):
+                if result.ok:
+                    tally.ok += 1
+                    tally.checksum += result.value.wallet.balance
+                else:
+                    tally.fail(result.error)
+            return tally
         info = client.wallets.info
 
         async def one(identifier: str) -> None:

@@ -36,7 +36,7 @@ from .report import Summary, machine_info, now_utc, ratio, summarise, table, thr
 from .servers import ServerError, ServerInfo, serve, spawn, stop
 
 DEFAULT_CONTENDERS: Final = ("sdk", "sdk-uvloop", "raw", "raw-uvloop", "naive", "httpx", "wrk")
-SECTIONS: Final = ("throughput", "scaling", "latency", "decode")
+SECTIONS: Final = ("throughput", "paired", "scaling", "latency", "decode")
 RESULTS_PATH: Final = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -83,13 +83,9 @@ def entries(names: Sequence[str], compare: Sequence[str], skipped: list[str]) ->
         label = "wrk (C, context only)" if name == "wrk" else CONTENDERS[name].label
         loop = "C (epoll)" if name == "wrk" else LOOPS.get(name, "asyncio")
         result.append(Entry(name, label, name, loop))
-    for item in compare:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not Path(path, "freedompay_async").is_dir():
-            raise SystemExit(f"--compare-sdk wants LABEL=DIR with DIR/freedompay_async: {item!r}")
-        resolved = str(Path(path).resolve())
+    for label, path in compare_trees(compare).items():
         result.append(
-            Entry(f"sdk[{label}]", f"freedompay_async [{label}]", "sdk", "asyncio", resolved)
+            Entry(f"sdk[{label}]", f"freedompay_async [{label}]", "sdk", "asyncio", str(path))
         )
     return result
 
@@ -168,6 +164,7 @@ class Outcome:
     scaling: list[WorkerResult] = dataclasses.field(default_factory=list)
     latency: dict[str, list[WorkerResult]] = dataclasses.field(default_factory=dict)
     decode: list[Any] = dataclasses.field(default_factory=list)
+    paired: list[Any] = dataclasses.field(default_factory=list)
     sdk_mode: str = ""
 
 
@@ -194,6 +191,41 @@ def run_throughput(
             if result.mode and entry.key == "sdk":
                 outcome.sdk_mode = result.mode
             progress(f"run {repeat + 1}", entry.key, result)
+
+
+def compare_trees(items: Sequence[str]) -> dict[str, Path]:
+    trees: dict[str, Path] = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label.isidentifier() or label in ("base", "raw"):
+            raise SystemExit(
+                f"--compare-sdk wants LABEL=DIR (LABEL a name, not base/raw): {item!r}"
+            )
+        if not Path(path, "freedompay_async").is_dir():
+            raise SystemExit(f"--compare-sdk: {path}/freedompay_async does not exist")
+        trees[label] = Path(path).resolve()
+    return trees
+
+
+def run_paired(args: argparse.Namespace, server: ServerInfo, outcome: Outcome) -> None:
+    from .ab import run_ab
+
+    log(
+        f"paired: SDK and raw in one process, {args.paired_rounds} rounds x "
+        f"{args.paired_n:,} lookups"
+    )
+    outcome.paired = run_ab(
+        server.url,
+        compare_trees(args.compare_sdk),
+        rounds=args.paired_rounds,
+        per_round=args.paired_n,
+        concurrency=args.concurrency,
+        modulo=server.modulo,
+    )
+    for result in outcome.paired:
+        log(
+            f"  paired     {result.label:<22} {result.cpu_us_median:6.1f} µs/lookup  x{result.ratio_median:.3f}"
+        )
 
 
 def run_scaling(args: argparse.Namespace, server: ServerInfo, outcome: Outcome) -> None:
@@ -283,6 +315,7 @@ def render(args: argparse.Namespace, outcome: Outcome, command: str) -> str:
             "it is the HTTP limit of this machine, not a Python contender.",
             "",
         ]
+    out += paired_section(outcome, args)
     out += targets_section(summaries, outcome, args)
     if outcome.scaling:
         rows = [
@@ -361,6 +394,38 @@ def machine_info_cached() -> list[tuple[str, str]]:
     return _MACHINE
 
 
+def paired_section(outcome: Outcome, args: argparse.Namespace) -> list[str]:
+    if not outcome.paired:
+        return []
+    names = {"base": "freedompay_async (this tree)", "raw": "raw aiohttp + msgspec"}
+    rows = [
+        [
+            names.get(r.label, f"freedompay_async [{r.label}]"),
+            f"{r.cpu_us_median:.1f}",
+            f"{r.cpu_us_best:.1f}",
+            f"{r.ratio_median:.3f}",
+            f"{r.ratio_q1:.3f} - {r.ratio_q3:.3f}",
+        ]
+        for r in outcome.paired
+    ]
+    return [
+        f"## Paired in one process: CPU per lookup, {args.paired_rounds} rounds of "
+        f"{args.paired_n:,} lookups (default loop)",
+        "",
+        "Separate processes see this machine's noise separately (see *spread* above). Here the "
+        "SDK and the raw pool share one process and one warm event loop and take turns, round "
+        "after round; each round's CPU per lookup is divided by the SDK's in the same round. "
+        "When the client is the bottleneck, SDK speed ÷ raw speed = the raw row's ratio. "
+        "(`python -m benchmarks ab` does the same for other trees.)",
+        "",
+        table(
+            ["client", "CPU µs / lookup (median)", "best", "CPU x SDK (median)", "CPU x SDK (IQR)"],
+            rows,
+        ),
+        "",
+    ]
+
+
 def targets_section(
     summaries: dict[str, Summary], outcome: Outcome, args: argparse.Namespace
 ) -> list[str]:
@@ -375,6 +440,13 @@ def targets_section(
             "SDK ≥ 0.95x raw aiohttp + msgspec (default loop)",
             ratio(sdk.rate, raw.rate),
             sdk.rate >= 0.95 * raw.rate,
+        )
+    raw_paired = next((r for r in outcome.paired if r.label == "raw"), None)
+    if raw_paired is not None:
+        add(
+            "SDK ≥ 0.95x raw, paired in one process (CPU per lookup)",
+            f"{raw_paired.ratio_median:.3f}x",
+            raw_paired.ratio_median >= 0.95,
         )
     sdk_uv, raw_uv = summaries.get("sdk-uvloop"), summaries.get("raw-uvloop")
     if sdk_uv and raw_uv:
@@ -438,12 +510,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = entries(names, args.compare_sdk, outcome.skipped) if "throughput" in sections else []
     failure: BaseException | None = None
     try:
-        if "throughput" in sections or "scaling" in sections:
+        if sections & {"throughput", "paired", "scaling"}:
             with serve(args.server) as server:
                 outcome.server = server.description
                 log(f"server: {server.description}")
                 if runs:
                     run_throughput(args, server, runs, outcome)
+                if "paired" in sections:
+                    run_paired(args, server, outcome)
                 if "scaling" in sections:
                     run_scaling(args, server, outcome)
         if "latency" in sections:
@@ -527,14 +601,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_ab(args: argparse.Namespace) -> int:
     from .ab import run_ab
 
-    compare: dict[str, Path] = {}
-    for item in args.compare_sdk:
-        label, sep, path = item.partition("=")
-        if not sep or not label.isidentifier() or label in ("base", "raw"):
-            raise SystemExit(
-                f"--compare-sdk wants LABEL=DIR (LABEL a name, not base/raw): {item!r}"
-            )
-        compare[label] = Path(path).resolve()
+    compare = compare_trees(args.compare_sdk)
     with serve(args.server) as server:
         log(f"server: {server.description}")
         log(f"ab: {args.rounds} rounds x {args.per_round:,} lookups per tree, in one process")
@@ -651,6 +718,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scaling", type=_sizes, help="ids per memory run (1e4,1e5,1e6; smoke 200,600)"
     )
+    run.add_argument(
+        "--paired-rounds", type=_positive_int, help="rounds of the in-process SDK/raw pairing (20)"
+    )
+    run.add_argument("--paired-n", type=_positive_int, help="lookups per paired round (3000)")
     run.add_argument("--latency", type=float, default=0.05, help="added server latency, s (0.05)")
     run.add_argument(
         "--latency-n",
@@ -730,6 +801,8 @@ DEFAULTS: Final[dict[str, Any]] = {
     "wrk_duration": 5.0,
     "decode_repeats": 5,
     "decode_min_time": 0.2,
+    "paired_rounds": 20,
+    "paired_n": 3000,
 }
 SMOKE_DEFAULTS: Final[dict[str, Any]] = {
     "n": 300,
@@ -740,6 +813,8 @@ SMOKE_DEFAULTS: Final[dict[str, Any]] = {
     "wrk_duration": 1.0,
     "decode_repeats": 1,
     "decode_min_time": 0.01,
+    "paired_rounds": 2,
+    "paired_n": 200,
 }
 
 
