@@ -309,8 +309,9 @@ class FakeServer:
 def serve(kind: str, *, latency: float = 0.0) -> Iterator[ServerInfo]:
     """Start the server asked for (``auto``: nginx when installed, else the fake), yield its info.
 
-    For a latency run nginx needs the echo module; without it ``auto`` falls back to the fake
-    server (``FakeFreedomPay(latency=...)``), and says so in the description.
+    ``auto`` falls back to the fake server (``FakeFreedomPay``, with ``latency=`` for a latency
+    run) when nginx is missing, lacks the echo module a latency run needs, or does not start;
+    the description says which server answered and why.
     """
     if kind not in ("auto", "nginx", "fake"):
         raise ValueError(f"unknown server kind {kind!r}")
@@ -322,16 +323,26 @@ def serve(kind: str, *, latency: float = 0.0) -> Iterator[ServerInfo]:
         elif latency and echo_module() is None:
             reasons.append("nginx echo module missing (echo_sleep)")
         else:
-            with NginxServer(canned_info_body(), latency=latency, binary=binary) as nginx:
+            nginx = NginxServer(canned_info_body(), latency=latency, binary=binary)
+            try:
+                nginx.start()
+            except ServerError as exc:
+                if kind == "nginx":
+                    raise
+                reasons.append(str(exc).splitlines()[0][:200])
+            else:
                 how = f"echo_sleep {latency * 1000:g} ms" if latency else "return 200"
-                yield ServerInfo(
-                    kind="nginx",
-                    url=nginx.url,
-                    latency=latency,
-                    description=f"nginx ({how}, 1 worker, canned Info body) on {nginx.url}",
-                    modulo=0,
-                )
-            return
+                try:
+                    yield ServerInfo(
+                        kind="nginx",
+                        url=nginx.url,
+                        latency=latency,
+                        description=f"nginx ({how}, 1 worker, canned Info body) on {nginx.url}",
+                        modulo=0,
+                    )
+                finally:
+                    nginx.stop()
+                return
         if kind == "nginx":
             raise ServerError("; ".join(reasons))
     with FakeServer(latency=latency) as fake:
