@@ -9,6 +9,7 @@ whatever bytes are sent are the bytes signed.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import hmac
 from typing import Final, Literal
 
@@ -21,11 +22,15 @@ ALGORITHMS: Final = tuple(_DIGESTS)
 
 _b2a = binascii.b2a_base64
 _B64URL_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+# RFC 2104 pads as translation tables (what hmac.py does for its pure-Python path).
+_IPAD: Final = bytes(x ^ 0x36 for x in range(256))
+_OPAD: Final = bytes(x ^ 0x5C for x in range(256))
 
 
 def b64url(data: bytes) -> bytes:
     """Base64url without padding, as JWS wants it."""
-    return _b2a(data, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+    return _b2a(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
 def b64url_decode(data: bytes | str) -> bytes:
@@ -61,15 +66,21 @@ class Signer:
     2
     """
 
-    __slots__ = ("_digest", "_key", "_prefix", "_signing_prefix", "alg", "uri")
+    __slots__ = ("_inner", "_outer", "_prefix", "alg", "uri")
 
     def __init__(self, *, uri: str, auth_id: str, secret_key: bytes, alg: str = "HS256") -> None:
         self.uri = uri
         self.alg = alg
-        self._digest = digest_name(alg)
-        self._key = secret_key
+        new = getattr(hashlib, digest_name(alg))
+        block_size = new().block_size
+        key = secret_key if len(secret_key) <= block_size else new(secret_key).digest()
+        key = key.ljust(block_size, b"\0")
         encoded_header = b64url(protected_header(uri, auth_id, alg))
-        self._signing_prefix = encoded_header + b"."
+        # HMAC(key, m) = H(key^opad || H(key^ipad || m)). The inner hash has already absorbed the
+        # constant "<header>." prefix; each signature copies the two states and adds the body.
+        self._inner = new(key.translate(_IPAD))
+        self._inner.update(encoded_header + b".")
+        self._outer = new(key.translate(_OPAD))
         self._prefix = encoded_header.decode("ascii") + ".."
 
     def __repr__(self) -> str:  # the key never appears
@@ -77,8 +88,11 @@ class Signer:
 
     def sign(self, body: bytes) -> str:
         """The ``X-JWS-Signature`` header value for exactly these body bytes."""
-        mac = hmac.digest(self._key, self._signing_prefix + b64url(body), self._digest)
-        return self._prefix + b64url(mac).decode("ascii")
+        inner = self._inner.copy()
+        inner.update(b64url(body))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return self._prefix + b64url(outer.digest()).decode("ascii")
 
 
 def sign(
