@@ -220,7 +220,8 @@ class FreedomPayClient:
         The body is encoded and signed once; a retry resends the very same bytes.
         """
         body = encode(payload)
-        headers = {"X-JWS-Signature": self._signer(endpoint.path).sign(body)}
+        signer = self._signers.get(endpoint.path) or self._signer(endpoint.path)
+        headers = {"X-JWS-Signature": signer.sign(body)}
         options = self._options
         limits = options.timeout if timeout is None else Timeout.coerce(timeout)
         send = self._transport.send

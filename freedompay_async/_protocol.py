@@ -208,7 +208,7 @@ def decode_response(
             http_status=200,
             body=excerpt(body),
         ) from exc
-    if endpoint._plain and reply.ok:
+    if endpoint._plain and reply.status != "error":  # reply.ok, without a property call
         return reply
     return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
 

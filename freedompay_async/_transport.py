@@ -59,6 +59,9 @@ class AiohttpTransport:
         self._closed = False
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        # Nearly every request uses the client's one Timeout: skip hashing it each time.
+        self._last_timeout: Timeout | None = None
+        self._last_client_timeout = aiohttp.ClientTimeout()
         common = {"Content-Type": "application/json", "User-Agent": user_agent}
         # Our own session carries the constant headers; a borrowed one gets them per request.
         self._session_headers = common if self._owns_session else {}
@@ -116,11 +119,14 @@ class AiohttpTransport:
         return url
 
     def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
+        if timeout is self._last_timeout:
+            return self._last_client_timeout
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
                 total=timeout.total, connect=timeout.connect, sock_read=timeout.read
             )
+        self._last_timeout, self._last_client_timeout = timeout, client_timeout
         return client_timeout
 
     async def send(
@@ -128,20 +134,26 @@ class AiohttpTransport:
     ) -> tuple[int, bytes, str | None]:
         """POST ``body`` to ``path``; return the HTTP status, the whole reply body, and the
         ``Retry-After`` header of an error reply (``None`` on success)."""
-        session = self._check_loop()
+        session = self._session
+        if session is None or self._closed or asyncio.get_running_loop() is not self._loop:
+            session = self._check_loop()
         if self._request_headers:
             headers = {**self._request_headers, **headers}
         try:
             async with session.post(
-                self.url(path),
+                self._urls.get(path) or self.url(path),
                 data=body,
                 headers=headers,
                 timeout=self._client_timeout(timeout),
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                retry_after = response.headers.get("Retry-After") if status >= 400 else None
-                return status, await self._read(response), retry_after
+                if status < 400:
+                    length = response.content_length
+                    if length is not None and length <= self._max_response_bytes:
+                        return status, await response.read(), None  # the common case, inline
+                    return status, await self._read(response), None
+                return status, await self._read(response), response.headers.get("Retry-After")
         except TimeoutError as exc:
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
         except aiohttp.ClientError as exc:
