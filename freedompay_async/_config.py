@@ -33,6 +33,12 @@ DNS_CACHE_TTL: Final = 300
 #: Idle keep-alive sockets are closed after this many seconds, below common server cut-offs.
 KEEPALIVE_TIMEOUT: Final = 15.0
 
+#: Total time limits this long or longer are checked by one shared timer ticking every
+#: ``DEADLINE_TICK`` seconds (so they fire up to a tick late; aiohttp itself rounds such limits up
+#: to whole seconds); shorter ones get a precise timer of their own.
+COARSE_TIMEOUT: Final = 5.0
+DEADLINE_TICK: Final = 0.5
+
 #: Replies larger than this are refused without being buffered whole.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
 #: How much of an unexpected body an exception carries.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -433,18 +433,25 @@ class Wallets:
         :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
         """
         Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
-        info = self.info
+        request = self._client._request
+        endpoint = _protocol.INFO
 
-        async def lookup(identifier: str) -> WalletInfo:
+        def lookup(identifier: str) -> Awaitable[WalletInfo]:
+            # What ``info`` does, minus two coroutine frames per wallet: this is the hot path.
             try:
                 check_identifier(identifier)
             except ValueError as exc:
-                raise InvalidRequestError(
-                    f"invalid identifier, not sent: {exc}",
-                    endpoint=_protocol.INFO.name,
-                    identifier=identifier,
-                ) from exc
-            return await info(identifier, timeout=timeout)
+                return _refuse(
+                    InvalidRequestError(
+                        f"invalid identifier, not sent: {exc}",
+                        endpoint=endpoint.name,
+                        identifier=identifier,
+                    ),
+                    exc,
+                )
+            return request(
+                endpoint, InfoRequest(identifier=identifier), identifier=identifier, timeout=timeout
+            )
 
         return amap(
             lookup,
@@ -455,6 +462,11 @@ class Wallets:
             catch=FreedomPayError,
             on_progress=on_progress,
         )
+
+
+async def _refuse(error: FreedomPayError, cause: Exception) -> WalletInfo:
+    """An awaitable that fails with ``error`` (caused by ``cause``) when the batch awaits it."""
+    raise error from cause
 
 
 def _finished(result: RequestStatusResult) -> bool:
