@@ -52,6 +52,7 @@ memory object streams and cancel scopes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -61,7 +62,6 @@ from typing import Any, Final, Generic, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -158,9 +158,13 @@ class BatchResult(Generic[_ItemT_co, _ValueT_co, _ErrorT_co]):
 
 
 class _LatencyHistogram:
-    """Call latencies in log-spaced bins: fixed memory, quantiles within about 1%."""
+    """Call latencies in log-spaced bins: fixed memory, quantiles within about 1%.
 
-    __slots__ = ("count", "counts", "maximum", "minimum", "total")
+    Kept to two fields so that the batch's hot loop can update it inline (see ``_work``):
+    ``counts[bin_of(seconds)] += 1`` and ``total += seconds``.
+    """
+
+    __slots__ = ("counts", "total")
 
     _LOWEST: Final = 1e-6  # seconds; anything faster lands in bin 0
     _GROWTH: Final = 1.02  # each bin is 2% wider than the previous one
@@ -169,39 +173,38 @@ class _LatencyHistogram:
 
     def __init__(self) -> None:
         self.counts = [0] * self._BINS
-        self.count = 0
         self.total = 0.0
-        self.minimum = math.inf
-        self.maximum = 0.0
+
+    @classmethod
+    def bin_of(cls, seconds: float) -> int:
+        if seconds <= cls._LOWEST:
+            return 0
+        index = int(math.log(seconds / cls._LOWEST) * cls._SCALE) + 1
+        return index if index < cls._BINS else cls._BINS - 1
 
     def record(self, seconds: float) -> None:
-        if seconds > self._LOWEST:
-            index = int(math.log(seconds / self._LOWEST) * self._SCALE) + 1
-            self.counts[index if index < self._BINS else self._BINS - 1] += 1
-        else:
-            self.counts[0] += 1
-        self.count += 1
+        self.counts[self.bin_of(seconds)] += 1
         self.total += seconds
-        if seconds < self.minimum:
-            self.minimum = seconds
-        if seconds > self.maximum:
-            self.maximum = seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
     def quantile(self, q: float) -> float | None:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be between 0 and 1, not {q}")
-        if not self.count:
+        count = self.count
+        if not count:
             return None
-        rank = max(1, math.ceil(q * self.count))
+        rank = max(1, math.ceil(q * count))
         seen = 0
         index = 0
-        for index, count in enumerate(self.counts):  # noqa: B007 (index is used below)
-            seen += count
+        for index, bin_count in enumerate(self.counts):  # noqa: B007 (index is used below)
+            seen += bin_count
             if seen >= rank:
                 break
-        # The bin's geometric middle, kept within what was actually observed.
-        middle = self._LOWEST * self._GROWTH ** (index - 0.5) if index else self._LOWEST
-        return min(max(middle, self.minimum), self.maximum)
+        # The bin's geometric middle: within 1% of any value in the bin.
+        return self._LOWEST * self._GROWTH ** (index - 0.5) if index else self._LOWEST
 
 
 class BatchStats:
@@ -285,7 +288,8 @@ class BatchStats:
     def latency_mean(self) -> float | None:
         """Mean call latency, seconds."""
         latency = self._latency
-        return latency.total / latency.count if latency.count else None
+        count = latency.count
+        return latency.total / count if count else None
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain data (for JSON logs and dashboards)."""
@@ -346,6 +350,110 @@ class _RateLimiter:
             await anyio.sleep(slot - now)
 
 
+class _Channel:
+    """The bounded queue from the workers to the iterating task (one consumer).
+
+    It behaves like an anyio memory object stream pair (same exceptions: ``WouldBlock``,
+    ``EndOfStream``, ``BrokenResourceError``, ``ClosedResourceError``) but costs a deque
+    operation per item, and waiting for an empty queue takes no extra event-loop round
+    (anyio's ``receive`` starts with a checkpoint): this is on the path of every result.
+    """
+
+    __slots__ = ("_getter", "_items", "_max_size", "_putters", "_receiver_closed", "_sender_closed")
+
+    def __init__(self, max_size: int) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._max_size = max_size
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._sender_closed = False
+        self._receiver_closed = False
+
+    # -- the workers' side ----------------------------------------------------------------
+
+    def send_nowait(self, item: Any) -> None:
+        if self._receiver_closed:
+            raise anyio.BrokenResourceError
+        if self._sender_closed:
+            raise anyio.ClosedResourceError
+        if len(self._items) >= self._max_size:
+            raise anyio.WouldBlock
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    async def send(self, item: Any) -> None:
+        while True:
+            try:
+                self.send_nowait(item)
+            except anyio.WouldBlock:
+                pass
+            else:
+                return
+            putter = asyncio.get_running_loop().create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                if putter.done() and not putter.cancelled():
+                    self._wake_putter()  # we were woken for a free slot: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._putters.remove(putter)
+                raise
+
+    def close_sender(self) -> None:
+        self._sender_closed = True
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    # -- the consumer's side --------------------------------------------------------------
+
+    def receive_nowait(self) -> Any:
+        if self._receiver_closed:
+            raise anyio.ClosedResourceError
+        if self._items:
+            item = self._items.popleft()
+            if self._putters:
+                self._wake_putter()
+            return item
+        if self._sender_closed:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def receive(self) -> Any:
+        while True:
+            try:
+                return self.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            getter = self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await getter
+            finally:
+                self._getter = None
+
+    def close_receiver(self) -> None:
+        """The consumer has gone: drop what is queued and fail every sender."""
+        self._receiver_closed = True
+        self._items.clear()
+        while self._putters:
+            self._wake_putter()
+
+    def close(self) -> None:
+        self.close_sender()
+        self.close_receiver()
+
+    def _wake_putter(self) -> None:
+        while self._putters:
+            putter = self._putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
+                return
+
+
 class _Runner(Generic[ItemT, ValueT, ErrorT]):
     """The worker pool of one batch. Holds no reference to the :class:`Batch` itself, so a
     batch dropped after ``break`` can be garbage-collected (and then cancels this)."""
@@ -376,7 +484,7 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         self._exhausted = False
         self._workers = 0
         self._task_group: TaskGroup | None = None
-        self._send: MemoryObjectSendStream[Any] | None = None
+        self._send: _Channel | None = None
         #: The first exception that stopped the batch (raised to the consumer at the end).
         self.failure: BaseException | None = None
 
@@ -390,9 +498,9 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         assert self._window is not None
         self._window.release()
 
-    async def run(self, send: MemoryObjectSendStream[Any]) -> None:
-        async with send:
-            self._send = send
+    async def run(self, send: _Channel) -> None:
+        self._send = send
+        try:
             try:
                 items = self._items
                 if isinstance(items, AsyncIterable):
@@ -406,6 +514,8 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
                 self._spawn()
+        finally:
+            send.close_sender()  # the consumer sees the end once the queue is drained
 
     def _spawn(self) -> None:
         assert self._task_group is not None
@@ -445,7 +555,12 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         func = self._func
         catch = self._catch
         stats = self._stats
-        record = stats._latency.record
+        latency = stats._latency
+        counts = latency.counts
+        log = math.log
+        lowest = _LatencyHistogram._LOWEST
+        scale = _LatencyHistogram._SCALE
+        last_bin = _LatencyHistogram._BINS - 1
         send = self._send
         assert send is not None
         send_nowait = send.send_nowait
@@ -492,7 +607,14 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 return
             else:
                 result = BatchResult(item, value, None)
-            record(perf_counter() - started_at)
+            # _LatencyHistogram.record, inline: this runs once per item.
+            elapsed = perf_counter() - started_at
+            latency.total += elapsed
+            if elapsed > lowest:
+                bin_index = int(log(elapsed / lowest) * scale) + 1
+                counts[bin_index if bin_index < last_bin else last_bin] += 1
+            else:
+                counts[0] += 1
 
             payload = result if window is None else (index, result)
             try:
@@ -546,8 +668,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         self._on_progress = on_progress
         self._next_progress = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._send: MemoryObjectSendStream[Any] | None = None
-        self._receive: MemoryObjectReceiveStream[Any] | None = None
+        self._channel: _Channel | None = None
         self._reorder: dict[int, BatchResult[ItemT, ValueT, ErrorT]] = {}
         self._next_index = 0
         self._closed = False
@@ -563,13 +684,14 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         if self._task is not None or runner is None:
             return
         loop = asyncio.get_running_loop()
-        send, self._receive = anyio.create_memory_object_stream[Any](runner.buffer_size)
-        # Kept here too: a runner cancelled before its first step never closes it itself.
-        self._send = send
+        channel = self._channel = _Channel(runner.buffer_size)
         self.stats._started_at = perf_counter()
-        task = loop.create_task(runner.run(send))
+        task = loop.create_task(runner.run(channel))
         _running.add(task)
         task.add_done_callback(_running.discard)
+        # Also when the runner is cancelled before its first step (its finally never runs):
+        # the consumer must see the end rather than wait for ever.
+        task.add_done_callback(lambda _: channel.close_sender())
         self._task = task
 
     async def __aenter__(self) -> Batch[ItemT, ValueT, ErrorT]:
@@ -617,9 +739,8 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         self._close_streams()
 
     def _close_streams(self) -> None:
-        for stream in (self._send, self._receive):
-            if stream is not None:
-                stream.close()
+        if self._channel is not None:
+            self._channel.close()
 
     # -- iteration ------------------------------------------------------------------------
 
@@ -631,7 +752,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             if self._closed:
                 raise StopAsyncIteration
             self._start()
-        receive = self._receive
+        receive = self._channel
         if self._closed or receive is None:
             raise StopAsyncIteration
         try:
@@ -656,9 +777,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             await self._finish()
         raise StopAsyncIteration
 
-    async def _next_in_order(
-        self, receive: MemoryObjectReceiveStream[Any]
-    ) -> BatchResult[ItemT, ValueT, ErrorT]:
+    async def _next_in_order(self, receive: _Channel) -> BatchResult[ItemT, ValueT, ErrorT]:
         wanted = self._next_index
         result = self._reorder.pop(wanted, None)
         while result is None:

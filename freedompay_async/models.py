@@ -4,6 +4,10 @@ Responses are ``frozen`` and ``kw_only`` and ignore unknown fields (forward comp
 Money is :class:`decimal.Decimal` (decoded exactly from JSON strings *and* numbers), timestamps
 are timezone-aware :class:`datetime.datetime`, Freedom Pay ids are :class:`uuid.UUID`.
 Values the docs do not enumerate (wallet status, unknown request states) are kept as sent.
+
+Models that only hold scalars and other such models cannot take part in a reference cycle, so
+they are declared ``gc=False``: the garbage collector does not track (or scan) them, which keeps
+bulk lookups cheaper. Models carrying arbitrary decoded JSON (``raw``) stay tracked.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class WalletStatus(str, enum.Enum):
     CLOSED = "closed"
 
 
-class Response(msgspec.Struct, frozen=True, kw_only=True):
+class Response(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The envelope every reply shares. ``status`` is ``"ok"`` or ``"error"``."""
 
     status: str
@@ -136,13 +140,13 @@ class Response(msgspec.Struct, frozen=True, kw_only=True):
 Envelope = Response
 
 
-class Identifier(msgspec.Struct, frozen=True, kw_only=True):
+class Identifier(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One partner-side identifier of a wallet."""
 
     value: str
 
 
-class Wallet(msgspec.Struct, frozen=True, kw_only=True):
+class Wallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A wallet as Info describes it."""
 
     wallet_id: UUID
@@ -160,7 +164,7 @@ class WalletInfo(Response, frozen=True, kw_only=True):
     wallet: Wallet
 
 
-class InfoRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class InfoRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Body of ``/v5/partner/wallet/info``."""
 
     identifier: str
@@ -178,7 +182,7 @@ class OperationType(str, enum.Enum):
     SERVICEPAY = "emoney_servicepay"
 
 
-class PartialWallet(msgspec.Struct, frozen=True, kw_only=True):
+class PartialWallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A wallet object in a reply whose shape the docs do not pin down (Add, Request status,
     Balance): the fields of :class:`Wallet`, every one optional."""
 
@@ -191,7 +195,7 @@ class PartialWallet(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
 
 
-class ProvisionalResponse(Response, frozen=True, kw_only=True):
+class ProvisionalResponse(Response, frozen=True, kw_only=True, gc=True):
     """A reply whose shape is *provisional*: the docs do not show it, so it is decoded leniently.
 
     ``raw`` holds the whole reply as sent (JSON numbers that are not integers become
@@ -224,14 +228,14 @@ class WalletBalance(ProvisionalResponse, frozen=True, kw_only=True):
                 msgspec.structs.force_setattr(self, "currency", wallet.currency)
 
 
-class Correspondent(msgspec.Struct, frozen=True, kw_only=True):
+class Correspondent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The other side of a statement operation."""
 
     name: str | None = None
     account_number: str | None = None
 
 
-class Operation(msgspec.Struct, frozen=True, kw_only=True):
+class Operation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One line of a statement.
 
     ``amount`` and ``commission`` arrive as JSON numbers and are decoded straight to
@@ -286,13 +290,13 @@ class RequestStatusResult(ProvisionalResponse, frozen=True, kw_only=True):
 # -- request bodies -------------------------------------------------------------------------
 
 
-class BalanceRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class BalanceRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Body of Balance (path unverified)."""
 
     identifier: str
 
 
-class StatementRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class StatementRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Body of Statement; the dates go out as RFC 3339 and are omitted when not given."""
 
     identifier: str
@@ -300,13 +304,13 @@ class StatementRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     end_date: AwareDatetime | None = None
 
 
-class RequestStatusRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class RequestStatusRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Body of Request status (path unverified)."""
 
     request_id: UUID
 
 
-class AddRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class AddRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Body of Add. Field order matches the docs' example, so it encodes byte for byte like it;
     ``identifier`` is unverified and omitted when not given."""
 
@@ -316,7 +320,7 @@ class AddRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     identifier: str | None = None
 
 
-class BlockRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class BlockRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Body of Block; ``description`` is the reason."""
 
     request_id: UUID

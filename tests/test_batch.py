@@ -708,3 +708,16 @@ async def test_the_readme_bulk_lookup_examples_run(capsys: pytest.CaptureFixture
     assert "nobody WalletNotFoundError 1004" in out
     assert "101 done (100 ok, 1 failed: WalletNotFoundError 1)" in out
     assert fake.stats.requests == 2 * 101
+
+
+async def test_a_runner_cancelled_before_its_first_step_still_ends_the_loop() -> None:
+    async def echo(item: int) -> int:
+        return item
+
+    batch = amap(echo, range(10))
+    async with batch:
+        assert batch._task is not None
+        batch._task.cancel()  # from outside, before the runner ever ran
+        with anyio.fail_after(5), pytest.raises(RuntimeError, match="cancelled from outside"):
+            async for _ in batch:
+                pass
