@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import ssl
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -422,3 +423,76 @@ async def test_a_reset_mutation_is_reconciled_through_request_status(fake: FakeF
         with pytest.raises(DuplicateRequestError):
             await client.wallets.block("user-1", reason="fraud check", request_id=request_id)
     assert fake.stats.by_path[ENDPOINTS["block"].path] == 2
+
+
+# -- long total limits: one shared tick instead of a timer per request ----------------------
+
+
+needs_asyncio_timeout = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="coarse deadlines need asyncio.Timeout (3.11+)"
+)
+
+
+@pytest.fixture
+def quick_coarse_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make "long" totals short enough to test: coarse from 0.2 s, a tick every 0.05 s."""
+    from freedompay_async import _transport
+
+    monkeypatch.setattr(_transport, "COARSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(_transport, "DEADLINE_TICK", 0.05)
+
+
+@needs_asyncio_timeout
+@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_a_coarse_total_limit_fires_within_a_tick(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0))
+    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(RequestTimeoutError, match=r"total=0\.3s"):
+            await client.wallets.info("user-1")
+        waited = loop.time() - started
+        assert 0.3 <= waited < 0.3 + 0.05 + 0.2  # one tick late at most (plus slack)
+        deadlines = client._transport._deadlines
+        assert deadlines is not None
+        assert deadlines._active == {}
+        fake.clear_faults()
+        # Requests that finish in time are unaffected, and leave nothing registered.
+        infos = await asyncio.gather(*(client.wallets.info(f"user-{i}") for i in range(20)))
+        assert len(infos) == 20
+        assert deadlines._active == {}
+
+
+@needs_asyncio_timeout
+@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_cancelling_a_call_under_a_coarse_limit_is_a_cancellation_not_a_timeout(
+    fake: FakeFreedomPay,
+) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0))
+    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
+        task = asyncio.create_task(client.wallets.info("user-1"))
+        while fake.stats.in_flight == 0:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadlines = client._transport._deadlines
+        assert deadlines is not None
+        assert deadlines._active == {}
+        await asyncio.sleep(0.4)  # past the deadline: the tick must not touch anything
+        assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
+@needs_asyncio_timeout
+@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_a_coarse_limit_inside_an_outer_timeout_keeps_both_apart(
+    fake: FakeFreedomPay,
+) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0))
+    async with fake.client(timeout=Timeout(total=5.0, connect=None), max_retries=0) as client:
+        # The caller's own, shorter limit wins and is reported as the caller's TimeoutError,
+        # not as the SDK's RequestTimeoutError.
+        with pytest.raises(TimeoutError) as caught:
+            async with asyncio.timeout(0.2):
+                await client.wallets.info("user-1")
+        assert not isinstance(caught.value, RequestTimeoutError)

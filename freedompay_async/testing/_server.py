@@ -309,9 +309,7 @@ class FakeFreedomPay:
         except BaseException:
             await runner.cleanup()
             raise
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        port = server.sockets[0].getsockname()[1]
+        port = int(runner.addresses[0][1])  # the ephemeral port; works on uvloop too
         self._runner = runner
         scheme = "https" if self._ssl is not None else "http"
         self._url = f"{scheme}://{self._host}:{port}"
