@@ -61,6 +61,10 @@ class Timeout:
 
     ``total`` bounds the whole request (connect, send, read); ``connect`` bounds getting a
     connection from the pool and opening it; ``read`` bounds each wait for bytes from the server.
+    On Python 3.11+ a ``total`` of :data:`COARSE_TIMEOUT` seconds or more is checked by one
+    timer shared by all requests, ticking every :data:`DEADLINE_TICK` seconds, so it may fire
+    up to a tick late (aiohttp rounds such limits up to whole seconds itself); shorter totals
+    are exact.
 
     >>> Timeout(total=10, connect=2)
     Timeout(total=10, connect=2, read=None)
