@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["Wallets", "check_identifier"]
 
 MutationT = TypeVar("MutationT", bound=MutationResult)
+RetireT = TypeVar("RetireT", bound=BlockRequest)  # Block's body, or Close's (the same shape)
 
 
 class Wallets:
@@ -207,13 +208,15 @@ class Wallets:
             WalletNotFoundError (1004), WalletClosedError (1007), WalletBlockError (1008),
             DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
         """
-        check_identifier(identifier)
-        rid = request_id_or_new(request_id)
-        request = BlockRequest(
-            request_id=rid, identifier=identifier, description=check_reason(reason)
-        )
-        return await self._mutate(
-            _protocol.BLOCK, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+        return await self._retire(
+            _protocol.BLOCK,
+            BlockRequest,
+            identifier,
+            reason,
+            request_id,
+            timeout,
+            wait,
+            wait_timeout,
         )
 
     async def close(
@@ -234,13 +237,15 @@ class Wallets:
             WalletNotFoundError (1004), WalletClosedError (1007), WalletCloseError (1005),
             DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
         """
-        check_identifier(identifier)
-        rid = request_id_or_new(request_id)
-        request = CloseRequest(
-            request_id=rid, identifier=identifier, description=check_reason(reason)
-        )
-        return await self._mutate(
-            _protocol.CLOSE, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+        return await self._retire(
+            _protocol.CLOSE,
+            CloseRequest,
+            identifier,
+            reason,
+            request_id,
+            timeout,
+            wait,
+            wait_timeout,
         )
 
     async def identify_owner(
@@ -359,6 +364,27 @@ class Wallets:
             request_id=rid,
             request_status=None if last is None else last.request_status,
             attempts=max(outcome.polls, 1),
+        )
+
+    async def _retire(
+        self,
+        endpoint: Endpoint[RetireT, MutationResult],
+        request_type: type[RetireT],
+        identifier: str,
+        reason: str,
+        request_id: UUID | str | None,
+        timeout: float | Timeout | None,
+        wait: bool,
+        wait_timeout: float | None,
+    ) -> MutationResult:
+        """Block and Close: the same body (``request_id``, ``identifier``, ``description``)."""
+        check_identifier(identifier)
+        rid = request_id_or_new(request_id)
+        request = request_type(
+            request_id=rid, identifier=identifier, description=check_reason(reason)
+        )
+        return await self._mutate(
+            endpoint, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
         )
 
     async def _mutate(
