@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from .common import AUTH_ID, ROOT, SECRET_KEY, BenchError, identifiers
-from .contenders import Tally, raw_aiohttp, worker_pool
+from .contenders import Tally, raw_aiohttp, sdk_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,39 +58,6 @@ def load_alias(label: str, tree: Path, into: Path) -> ModuleType:
 Run = Callable[[Iterator[str]], Awaitable[Tally]]
 
 
-def _sdk_runner(module: ModuleType, client: Any, concurrency: int) -> Run:
-    """The ``sdk`` contender's code path, for an aliased tree: ``info_many`` when the tree has
-    it, else the same fixed worker pool over ``wallets.info``."""
-    error: type[BaseException] = module.FreedomPayError
-    info_many = getattr(client.wallets, "info_many", None)
-
-    async def run(ids: Iterator[str]) -> Tally:
-        tally = Tally()
-        if info_many is not None:
-            async for result in info_many(ids, concurrency=concurrency):
-                if result.ok:
-                    tally.ok += 1
-                    tally.checksum += result.value.wallet.balance
-                else:
-                    tally.fail(result.error)
-            return tally
-        info = client.wallets.info
-
-        async def one(identifier: str) -> None:
-            try:
-                reply = await info(identifier)
-            except error as exc:
-                tally.fail(exc)
-            else:
-                tally.ok += 1
-                tally.checksum += reply.wallet.balance
-
-        await worker_pool(ids, concurrency, one)
-        return tally
-
-    return run
-
-
 async def _ab(
     url: str, trees: dict[str, Path], *, rounds: int, per_round: int, concurrency: int, modulo: int
 ) -> list[ABResult]:
@@ -105,7 +72,7 @@ async def _ab(
                     auth_id=AUTH_ID, secret_key=SECRET_KEY, base_url=url
                 )
                 clients.append(client)
-                runs[label] = _sdk_runner(module, client, concurrency)
+                runs[label] = sdk_run(client, concurrency, module.FreedomPayError)
             async with raw_aiohttp(url, concurrency) as raw:
                 runs["raw"] = raw
                 for run in runs.values():  # warm every pool

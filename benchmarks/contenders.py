@@ -55,6 +55,18 @@ class Contender:
     describe: Callable[[], str] | None = None
 
 
+def tally_of(results: list[Decimal | BaseException]) -> Tally:
+    """Count ``gather(..., return_exceptions=True)`` outcomes: a balance, or the failure."""
+    tally = Tally()
+    for result in results:
+        if isinstance(result, BaseException):
+            tally.fail(result)
+        else:
+            tally.ok += 1
+            tally.checksum += result
+    return tally
+
+
 async def worker_pool(
     ids: Iterator[str], concurrency: int, one: Callable[[str], Awaitable[None]]
 ) -> None:
@@ -85,33 +97,40 @@ async def sdk(url: str, concurrency: int) -> AsyncIterator[Run]:
     from freedompay_async import FreedomPayClient, FreedomPayError
 
     async with FreedomPayClient(auth_id=AUTH_ID, secret_key=SECRET_KEY, base_url=url) as client:
-        wallets = client.wallets
-        info_many = getattr(wallets, "info_many", None)
+        yield sdk_run(client, concurrency, FreedomPayError)
 
-        async def run(ids: Iterator[str]) -> Tally:
-            tally = Tally()
-            if info_many is not None:
-                async for result in info_many(ids, concurrency=concurrency):
-                    if result.ok:
-                        tally.ok += 1
-                        tally.checksum += result.value.wallet.balance
-                    else:
-                        tally.fail(result.error)
-                return tally
 
-            async def one(identifier: str) -> None:
-                try:
-                    info = await wallets.info(identifier)
-                except FreedomPayError as exc:
-                    tally.fail(exc)
-                else:
+def sdk_run(client: Any, concurrency: int, error: type[BaseException]) -> Run:
+    """The ``sdk`` code path over any tree's client (``ab`` passes aliased trees' clients):
+    ``client.wallets.info_many`` when the tree has it, else a fixed worker pool over
+    ``wallets.info``; ``error`` is that tree's ``FreedomPayError``."""
+    wallets = client.wallets
+    info_many = getattr(wallets, "info_many", None)
+
+    async def run(ids: Iterator[str]) -> Tally:
+        tally = Tally()
+        if info_many is not None:
+            async for result in info_many(ids, concurrency=concurrency):
+                if result.ok:
                     tally.ok += 1
-                    tally.checksum += info.wallet.balance
-
-            await worker_pool(ids, concurrency, one)
+                    tally.checksum += result.value.wallet.balance
+                else:
+                    tally.fail(result.error)
             return tally
 
-        yield run
+        async def one(identifier: str) -> None:
+            try:
+                info = await wallets.info(identifier)
+            except error as exc:
+                tally.fail(exc)
+            else:
+                tally.ok += 1
+                tally.checksum += info.wallet.balance
+
+        await worker_pool(ids, concurrency, one)
+        return tally
+
+    return run
 
 
 # -- hand-tuned raw aiohttp + msgspec: the ceiling for an aiohttp client ------------------------
@@ -234,7 +253,6 @@ async def naive_aiohttp(url: str, concurrency: int) -> AsyncIterator[Run]:
     async with aiohttp.ClientSession() as session:
 
         async def run(ids: Iterator[str]) -> Tally:
-            tally = Tally()
             semaphore = asyncio.Semaphore(concurrency)
 
             async def one(identifier: str) -> Decimal:
@@ -252,13 +270,7 @@ async def naive_aiohttp(url: str, concurrency: int) -> AsyncIterator[Run]:
                 return Decimal(data["wallet"]["balance"])
 
             results = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    tally.fail(result)
-                else:
-                    tally.ok += 1
-                    tally.checksum += result
-            return tally
+            return tally_of(results)
 
         yield run
 
@@ -281,7 +293,6 @@ async def httpx_pydantic(url: str, concurrency: int) -> AsyncIterator[Run]:
     ) as client:
 
         async def run(ids: Iterator[str]) -> Tally:
-            tally = Tally()
             semaphore = asyncio.Semaphore(concurrency)
 
             async def one(identifier: str) -> Decimal:
@@ -297,13 +308,7 @@ async def httpx_pydantic(url: str, concurrency: int) -> AsyncIterator[Run]:
                 return info.wallet.balance
 
             results = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    tally.fail(result)
-                else:
-                    tally.ok += 1
-                    tally.checksum += result
-            return tally
+            return tally_of(results)
 
         yield run
 
