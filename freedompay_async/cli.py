@@ -29,17 +29,16 @@ import stat
 import sys
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
 from typing import IO, Any, Final, Protocol, TypeVar
-from uuid import UUID
 
 import anyio
 import msgspec
 
 from . import _config
 from ._client import FreedomPayClient
+from ._rows import COLUMNS, Row, WalletResult, to_row
 from ._version import __version__
-from .batch import DEFAULT_CONCURRENCY, BatchResult, BatchStats
+from .batch import DEFAULT_CONCURRENCY, BatchStats
 from .errors import AuthenticationError, FreedomPayError
 from .models import WalletInfo
 
@@ -57,7 +56,6 @@ _BOM: Final = b"\xef\xbb\xbf"
 #: ``demo`` without ``--out`` prints this many rows as a sample.
 _DEMO_SAMPLE: Final = 3
 
-WalletResult = BatchResult[str, WalletInfo, FreedomPayError]
 Fraction = Callable[[BatchStats], "float | None"]
 
 
@@ -69,47 +67,7 @@ class InputError(Exception):
     """The ids file could not be read to the end: exit status 1."""
 
 
-# -- output rows -----------------------------------------------------------------------------
-
-
-class Row(msgspec.Struct, kw_only=True):
-    """One output line: a wallet's balance, or why it could not be read."""
-
-    identifier: str
-    ok: bool
-    balance: Decimal | None = None
-    currency: str | None = None
-    status: str | None = None
-    wallet_id: UUID | None = None
-    error: str | None = None
-    error_code: str | None = None
-    http_status: int | None = None
-    message: str | None = None
-
-
-COLUMNS: Final = Row.__struct_fields__
-
-
-def to_row(result: WalletResult) -> Row:
-    error = result.error
-    if error is None:
-        wallet = result.value.wallet
-        return Row(
-            identifier=result.identifier,
-            ok=True,
-            balance=wallet.balance,
-            currency=wallet.currency,
-            status=wallet.status,
-            wallet_id=wallet.wallet_id,
-        )
-    return Row(
-        identifier=result.identifier,
-        ok=False,
-        error=type(error).__name__,
-        error_code=error.error_code,
-        http_status=error.http_status,
-        message=error.message,
-    )
+# -- output ------------------------------------------------------------------------------------
 
 
 class Writer(Protocol):
@@ -119,6 +77,7 @@ class Writer(Protocol):
         ...
 
     def write(self, result: WalletResult) -> None: ...
+    def write_row(self, row: Row) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -134,8 +93,11 @@ class JsonlWriter:
         self._buffer = bytearray()
 
     def write(self, result: WalletResult) -> None:
+        self.write_row(to_row(result))
+
+    def write_row(self, row: Row) -> None:
         buffer = self._buffer
-        self._encoder.encode_into(to_row(result), buffer)
+        self._encoder.encode_into(row, buffer)
         buffer.extend(b"\n")
         self._stream.write(buffer)
 
@@ -160,7 +122,9 @@ class CsvWriter:
         self._csv.writerow(COLUMNS)
 
     def write(self, result: WalletResult) -> None:
-        row = to_row(result)
+        self.write_row(to_row(result))
+
+    def write_row(self, row: Row) -> None:
         self._csv.writerow(
             [
                 row.identifier,
@@ -200,10 +164,13 @@ class SampleWriter:
         return self._left > 0 and self._inner.interactive
 
     def write(self, result: WalletResult) -> None:
+        self.write_row(to_row(result))
+
+    def write_row(self, row: Row) -> None:
         self.written += 1
         if self._left > 0:
             self._left -= 1
-            self._inner.write(result)
+            self._inner.write_row(row)
 
     def flush(self) -> None:
         self._inner.flush()
