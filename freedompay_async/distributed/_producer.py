@@ -1,0 +1,386 @@
+"""The producer side: split an id source into shards, queue them, and stream the rows back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.asyncio import Redis
+from taskiq.kicker import AsyncKicker
+
+from .._rows import Row
+from ._broker import ShardBroker
+from ._keys import QueueConfig, check_run_id, redact_url
+from ._sink import RunStore, ShardRows
+from ._worker import TASK_NAME
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "DEFAULT_WINDOW",
+    "Producer",
+    "Run",
+    "RunStats",
+]
+
+log = logging.getLogger("freedompay_async.distributed")
+
+#: Identifiers per shard unless ``shard_size=`` says otherwise: large enough that queue
+#: overhead is noise, small enough that a redelivered shard costs little.
+DEFAULT_SHARD_SIZE: Final = 1000
+#: Shards queued or running at once, unless ``window=``: bounds what waits in Redis (and the
+#: producer's memory) whatever the size of the input.
+DEFAULT_WINDOW: Final = 64
+#: Seconds the keys of a run live after the producer last touched them.
+DEFAULT_RUN_TTL: Final = 600.0
+#: Longest the producer blocks on Redis waiting for a result (also its progress tick).
+_READ_BLOCK: Final = 0.2
+#: Say so when no shard has finished for this long (are any workers running?).
+_STALL_WARNING: Final = 30.0
+
+
+class RunStats:
+    """Live counters of one distributed run (read them any time; final after the loop)."""
+
+    __slots__ = (
+        "_started",
+        "_stopped",
+        "done",
+        "failed",
+        "failed_by",
+        "ids",
+        "ok",
+        "redelivered",
+        "run_id",
+        "shards",
+        "shards_done",
+    )
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.ids = 0
+        """Identifiers queued so far."""
+        self.shards = 0
+        """Shards queued so far."""
+        self.shards_done = 0
+        """Shards whose rows came back."""
+        self.done = 0
+        """Rows received (one per identifier)."""
+        self.ok = 0
+        self.failed = 0
+        self.failed_by: dict[str, int] = {}
+        """Failed rows by error class name."""
+        self.redelivered = 0
+        """Extra attempts at shards (a worker died or stopped mid-shard), known at the end."""
+        self._started = perf_counter()
+        self._stopped: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        end = self._stopped if self._stopped is not None else perf_counter()
+        return end - self._started
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.elapsed
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.done:,} done ({self.ok:,} ok, {self.failed:,} failed) in "
+            f"{self.shards_done:,}/{self.shards:,} shards, {self.elapsed:.1f}s, "
+            f"{self.rate:,.0f}/s"
+        )
+        if self.failed_by:
+            text += " [" + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.failed_by.items())) + "]"
+        if self.redelivered:
+            text += f", {self.redelivered:,} shard(s) redelivered"
+        return text
+
+    def __repr__(self) -> str:
+        return f"<RunStats {self.run_id} {self}>"
+
+
+class Producer:
+    """Queues shards for ``freedompay-async worker`` processes and reads their rows back::
+
+        config = QueueConfig("redis://localhost:6379/0")
+        async with Producer(config) as producer:
+            async with producer.poll(identifiers, shard_size=1000) as run:
+                async for row in run:
+                    print(row.identifier, row.balance if row.ok else row.error)
+            print(run.stats)
+
+    One producer can run several polls, one after the other or at once.
+    """
+
+    def __init__(self, config: QueueConfig) -> None:
+        if not isinstance(config, QueueConfig):
+            raise TypeError("config must be a QueueConfig")
+        self.config = config
+        self._broker = ShardBroker(config)
+        self._redis: Redis = Redis(connection_pool=self._broker.connection_pool)
+        self._store = RunStore(self._redis, config.keys)
+        self._kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self._broker, {})
+        self._started = False
+        self._closed = False
+
+    async def __aenter__(self) -> Producer:
+        if self._closed:
+            raise RuntimeError("this Producer is closed")
+        if not self._started:
+            await self._broker.startup()  # creates the stream and its consumer group
+            self._started = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await self._redis.aclose()
+            await self._broker.shutdown()
+
+    def poll(
+        self,
+        identifiers: Iterable[str] | AsyncIterable[str],
+        *,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        window: int = DEFAULT_WINDOW,
+        run_id: str | None = None,
+        ttl: float = DEFAULT_RUN_TTL,
+        on_progress: Callable[[RunStats], object] | None = None,
+    ) -> Run:
+        """A run over ``identifiers``: enter it, then iterate it for one :class:`Row` per id.
+
+        Args:
+            identifiers: any iterable or async iterable of str, read lazily (a generator over
+                a 10^7-line file is fine).
+            shard_size: identifiers per shard (one queue message, polled by one worker).
+            window: shards queued or running at once; the producer reads ahead no further.
+            run_id: a name for the run's Redis keys (default: random).
+            ttl: seconds the run's keys outlive a producer that stopped touching them.
+            on_progress: called with the live :class:`RunStats` as shards come back.
+        """
+        _check_int("shard_size", shard_size, 1, 100_000)
+        _check_int("window", window, 1, 100_000)
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 604_800:
+            raise ValueError("ttl must be between 10 seconds and a week")
+        run = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex[:16]
+        if self._closed:
+            raise RuntimeError("this Producer is closed")
+        return Run(self, identifiers, run, shard_size, window, float(ttl), on_progress)
+
+    def __repr__(self) -> str:
+        return f"<Producer {redact_url(self.config.url)} namespace={self.config.namespace!r}>"
+
+
+class Run:
+    """One distributed poll: an async context manager, then an async iterator of rows.
+
+    Rows come shard by shard as workers finish them. Every identifier of the input is reported
+    exactly once. An exception from the input stops the queueing; the shards already queued
+    are still reported, then the exception is raised from the ``async for``. Leaving the
+    ``async with`` early (``break``, an exception, cancellation) deletes the run's keys, so
+    workers drop its shards still queued.
+    """
+
+    def __init__(
+        self,
+        producer: Producer,
+        identifiers: Iterable[str] | AsyncIterable[str],
+        run_id: str,
+        shard_size: int,
+        window: int,
+        ttl: float,
+        on_progress: Callable[[RunStats], object] | None,
+    ) -> None:
+        self._producer = producer
+        self._store = producer._store
+        self._identifiers = identifiers
+        self.run_id = run_id
+        self._shard_size = shard_size
+        self._slots = anyio.Semaphore(window)
+        self._ttl = ttl
+        self._on_progress = on_progress
+        self.stats = RunStats(run_id)
+        self._group: TaskGroup | None = None
+        self._rows: deque[Row] = deque()
+        self._seen: set[int] = set()
+        self._fed = False  # every shard is queued
+        self._input_error: BaseException | None = None
+        self._after = b"0"
+        self._entered = False
+        self._finished = False
+        self._last_result = perf_counter()
+        self._warned = False
+
+    async def __aenter__(self) -> Run:
+        if self._entered:
+            raise RuntimeError("a Run can be entered once")
+        self._entered = True
+        await self._store.open(self.run_id, ttl=self._ttl)
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        group.start_soon(self._feed)
+        group.start_soon(self._keep_alive)
+        log.info("run %s started", self.run_id)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        group = self._group
+        self._group = None
+        self.stats._stopped = perf_counter()
+        try:
+            if group is not None:
+                group.cancel_scope.cancel()
+                return await group.__aexit__(exc_type, exc, tb)
+            return None
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self._store.close_run(self.run_id)
+
+    def __aiter__(self) -> AsyncIterator[Row]:
+        return self
+
+    async def __anext__(self) -> Row:
+        if self._group is None:
+            raise RuntimeError("enter the run first: async with producer.poll(...) as run")
+        rows = self._rows
+        while not rows:
+            if self._finished:
+                raise StopAsyncIteration
+            if self._fed and len(self._seen) == self.stats.shards:
+                await self._finish()
+                continue
+            await self._collect()
+        return rows.popleft()
+
+    async def _finish(self) -> None:
+        self._finished = True
+        stats = self.stats
+        attempts = await self._store.attempts(self.run_id)
+        stats.redelivered = sum(max(0, count - 1) for count in attempts.values())
+        stats._stopped = perf_counter()
+        self._progress()
+        log.info("run %s finished: %s", self.run_id, stats)
+        if self._input_error is not None:
+            raise self._input_error
+
+    async def _collect(self) -> None:
+        shards = await self._store.read(self.run_id, self._after, block=_READ_BLOCK)
+        now = perf_counter()
+        if not shards:
+            if not self._warned and now - self._last_result > _STALL_WARNING and self.stats.shards:
+                self._warned = True
+                log.warning(
+                    "run %s: no shard came back for %.0f s; are workers running "
+                    "(freedompay-async worker URL)?",
+                    self.run_id,
+                    _STALL_WARNING,
+                )
+            return
+        self._last_result = now
+        self._warned = False
+        for shard in shards:
+            self._take(shard)
+        self._after = shards[-1].entry_id
+        await self._store.forget(self.run_id, *(shard.entry_id for shard in shards))
+        self._progress()
+
+    def _take(self, shard: ShardRows) -> None:
+        if shard.shard in self._seen:  # cannot happen (the sink stores a shard once): be safe
+            log.error("run %s: shard %d came back twice; ignored", self.run_id, shard.shard)
+            return
+        self._seen.add(shard.shard)
+        self._slots.release()
+        stats = self.stats
+        stats.shards_done += 1
+        stats.done += len(shard.rows)
+        stats.ok += shard.ok
+        stats.failed += shard.failed
+        if shard.failed:
+            failed_by = stats.failed_by
+            for row in shard.rows:
+                if not row.ok and row.error is not None:
+                    failed_by[row.error] = failed_by.get(row.error, 0) + 1
+        self._rows.extend(shard.rows)
+
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.stats)
+
+    async def _feed(self) -> None:
+        shard: list[str] = []
+        try:
+            async for identifier in _aiter(self._identifiers):
+                if not isinstance(identifier, str):
+                    raise TypeError(
+                        f"identifiers must be str, not {type(identifier).__name__} "
+                        f"(after {self.stats.ids:,} identifiers)"
+                    )
+                shard.append(identifier)
+                if len(shard) == self._shard_size:
+                    await self._queue(shard)
+                    shard = []
+            if shard:
+                await self._queue(shard)
+        except Exception as exc:  # the input failed: report what was queued, then raise it
+            self._input_error = exc
+        finally:
+            self._fed = True
+
+    async def _queue(self, ids: list[str]) -> None:
+        await self._slots.acquire()
+        stats = self.stats
+        await self._producer._kicker.kiq(self.run_id, stats.shards, ids)
+        stats.shards += 1
+        stats.ids += len(ids)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await anyio.sleep(self._ttl / 3)
+            try:
+                await self._store.keep_alive(self.run_id, ttl=self._ttl)
+            except Exception as exc:  # Redis away for a moment: the next tick tries again
+                log.warning("run %s: could not extend its keys: %s", self.run_id, exc)
+
+
+async def _aiter(items: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for index, item in enumerate(items):
+            yield item
+            if index % 1024 == 1023:
+                await asyncio.sleep(0)  # a long sync input must not starve the loop
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}")

@@ -1,0 +1,223 @@
+"""The worker side: one :class:`FreedomPayClient` per process, shards from the queue, rows to
+the sink, and a graceful stop that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from taskiq import Context, TaskiqDepends
+from taskiq.acks import AcknowledgeType
+from taskiq.receiver import Receiver
+
+from .._client import FreedomPayClient
+from .._rows import Row, to_row
+from ..batch import DEFAULT_CONCURRENCY
+from ._broker import ShardBroker
+from ._keys import QueueConfig, check_run_id, redact_url
+from ._sink import BEGIN_DONE, BEGIN_GONE, RunStore
+
+__all__ = ["TASK_NAME", "WorkerStats", "run_worker"]
+
+log = logging.getLogger("freedompay_async.distributed")
+
+#: The taskiq task name of a shard (producer and workers must agree on it).
+TASK_NAME: Final = "freedompay_async.poll_shard"
+#: Seconds in-flight shards get to finish after a stop was asked for, unless ``grace=``.
+DEFAULT_GRACE: Final = 30.0
+#: Seconds to wait before listening again after Redis could not be reached.
+_RECONNECT_DELAY: Final = 1.0
+#: The longest a failed or cancelled shard may take to be put back on the queue (past that it
+#: is redelivered after the lease instead).
+_HAND_BACK_TIMEOUT: Final = 5.0
+#: taskiq injects the task's context where the default is this marker.
+_CONTEXT: Final[Context] = TaskiqDepends()
+
+
+@dataclass
+class WorkerStats:
+    """What one worker did (returned by :func:`run_worker` when it stops)."""
+
+    shards: int = 0
+    """Shards polled and stored by this worker."""
+    lookups: int = 0
+    """Wallet lookups in those shards."""
+    skipped: int = 0
+    """Shards dropped without polling: already stored, or their run was over."""
+    handed_back: int = 0
+    """Shards put back on the queue (failure, or stopped before they finished)."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Why shards were handed back, by exception class."""
+
+
+class _ShardTask:
+    """The taskiq task, bound to this worker's client, sink and broker."""
+
+    def __init__(
+        self,
+        client: FreedomPayClient,
+        store: RunStore,
+        broker: ShardBroker,
+        *,
+        concurrency: int,
+        rate_limit: float | None,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._broker = broker
+        self._concurrency = concurrency
+        self._rate_limit = rate_limit
+        self.running: set[asyncio.Task[object]] = set()
+        self.stats = WorkerStats()
+
+    async def poll_shard(
+        self, run: str, shard: int, ids: list[str], context: Context = _CONTEXT
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.running.add(task)
+        try:
+            await self._poll(run, shard, ids)
+        except BaseException as exc:
+            # taskiq would acknowledge the message whatever happened: put it back first.
+            name = type(exc).__name__
+            self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+            self.stats.handed_back += 1
+            if not isinstance(exc, asyncio.CancelledError):
+                log.warning("shard %s of run %s failed (%s); handed back", shard, run, name)
+            with anyio.move_on_after(_HAND_BACK_TIMEOUT, shield=True):
+                await self._broker.hand_back(context.message.task_id)
+            raise
+        finally:
+            self.running.discard(task)
+
+    async def _poll(self, run: str, shard: int, ids: list[str]) -> None:
+        check_run_id(run)
+        attempt = await self._store.begin(run, shard)
+        if attempt in (BEGIN_DONE, BEGIN_GONE):
+            self.stats.skipped += 1
+            log.debug("shard %s of run %s skipped (%s)", shard, run, attempt)
+            return
+        if attempt > 1:
+            log.info("shard %s of run %s: attempt %d", shard, run, attempt)
+        rows: list[Row] = []
+        async with self._client.wallets.info_many(
+            ids, concurrency=self._concurrency, rate_limit=self._rate_limit
+        ) as results:
+            async for result in results:
+                rows.append(to_row(result))
+        try:
+            await self._store.store(run, shard, rows)
+        except LookupError:  # the producer went away meanwhile: nobody wants these rows
+            self.stats.skipped += 1
+            return
+        self.stats.shards += 1
+        self.stats.lookups += len(rows)
+
+
+async def run_worker(
+    config: QueueConfig,
+    client_factory: Callable[[], FreedomPayClient],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    shards: int = 2,
+    rate_limit: float | None = None,
+    grace: float = DEFAULT_GRACE,
+    stop: asyncio.Event | None = None,
+    name: str | None = None,
+) -> WorkerStats:
+    """Poll shards from the queue until ``stop`` is set; the worker's :class:`WorkerStats`.
+
+    One client (``client_factory()``, entered here and closed on return) serves every shard of
+    this process. ``shards`` shards run at once, each with ``info_many(concurrency=...)``, so up
+    to ``shards * concurrency`` requests are in flight (``rate_limit`` is per shard).
+
+    Stopping: once ``stop`` is set the worker takes no new shard, lets the shards in flight
+    finish for up to ``grace`` seconds, then cancels the rest. A cancelled or failed shard is
+    put back on the queue at once (its partial rows are dropped; it is polled again in full by
+    whichever worker takes it). Killed outright, the worker's shards are taken over by another
+    worker after the lease (:attr:`QueueConfig.lease`). Cancelling the task that runs this
+    function stops at once, in the same way, with no grace.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError("concurrency must be an int of at least 1")
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ValueError("shards must be an int of at least 1")
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+        raise ValueError("grace must be a number of seconds, 0 or more")
+    stop = stop if stop is not None else asyncio.Event()
+    consumer = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    broker = ShardBroker(config, prefetch=1, consumer_name=consumer)
+    broker.is_worker_process = True
+    redis: Redis = Redis(connection_pool=broker.connection_pool)
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(client_factory())
+        task = _ShardTask(
+            client,
+            RunStore(redis, config.keys),
+            broker,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+        )
+
+        # taskiq wants a plain function (it renames it): one per worker, bound to this task.
+        async def poll_shard(
+            run: str, shard: int, ids: list[str], context: Context = _CONTEXT
+        ) -> None:
+            await task.poll_shard(run, shard, ids, context)
+
+        broker.register_task(poll_shard, task_name=TASK_NAME)
+        await broker.startup()
+        stack.push_async_callback(broker.shutdown)
+        stack.push_async_callback(redis.aclose)
+        log.info(
+            "worker %s listening on %s (%s), %d shards x %d lookups at once",
+            consumer,
+            redact_url(config.url),
+            config.keys.shards,
+            shards,
+            concurrency,
+        )
+        try:
+            while not stop.is_set():
+                receiver = Receiver(
+                    broker,
+                    run_startup=False,
+                    max_async_tasks=shards,
+                    ack_type=AcknowledgeType.WHEN_EXECUTED,
+                    wait_tasks_timeout=grace,
+                    propagate_exceptions=False,
+                )
+                try:
+                    await receiver.listen(stop)
+                except (RedisError, OSError) as exc:
+                    log.warning(
+                        "lost Redis (%s); listening again in %.0f s",
+                        type(exc).__name__,
+                        _RECONNECT_DELAY,
+                    )
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), _RECONNECT_DELAY)
+        finally:
+            await _cancel_all(task.running)
+    return task.stats
+
+
+async def _cancel_all(tasks: set[asyncio.Task[object]]) -> None:
+    """Cancel the shards still running after the grace period (they hand themselves back)."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.info("cancelled %d shards still running after the grace period", len(pending))
+        await asyncio.gather(*pending, return_exceptions=True)
