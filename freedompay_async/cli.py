@@ -28,7 +28,8 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from types import TracebackType
 from typing import IO, Any, Final, Protocol, TypeVar
 
 import anyio
@@ -38,7 +39,7 @@ from . import _config
 from ._client import FreedomPayClient
 from ._rows import COLUMNS, Row, WalletResult, to_row
 from ._version import __version__
-from .batch import DEFAULT_CONCURRENCY, BatchStats
+from .batch import DEFAULT_CONCURRENCY, Batch, BatchStats
 from .errors import AuthenticationError, FreedomPayError
 from .models import WalletInfo
 
@@ -56,7 +57,23 @@ _BOM: Final = b"\xef\xbb\xbf"
 #: ``demo`` without ``--out`` prints this many rows as a sample.
 _DEMO_SAMPLE: Final = 3
 
-Fraction = Callable[[BatchStats], "float | None"]
+
+class Tally(Protocol):
+    """What the progress line reads: a local batch's or a distributed run's live stats."""
+
+    @property
+    def done(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def rate(self) -> float: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
+Fraction = Callable[[Tally], "float | None"]
+#: A row's ``error`` when the API refused the credentials: the run stops.
+AUTHENTICATION_ERROR: Final = AuthenticationError.__name__
 
 
 class UsageError(Exception):
@@ -249,7 +266,7 @@ class IdsFile:
     def identifiers(self) -> Iterable[str] | AsyncGenerator[str, None]:
         return self._read_pipe(self._fd) if self._fd is not None else self._read_file()
 
-    def fraction(self, stats: BatchStats) -> float | None:
+    def fraction(self, stats: Tally) -> float | None:
         if not self.size:
             return None
         return min(1.0, self.bytes_read / self.size)
@@ -319,14 +336,14 @@ class Progress:
         self._stream = stream
         self._drawn = False
 
-    def __call__(self, stats: BatchStats) -> None:
+    def __call__(self, stats: Tally) -> None:
         self._writer.flush()
         if self._stream is not None:
             self._stream.write("\r\x1b[K" + self.line(stats))
             self._stream.flush()
             self._drawn = True
 
-    def line(self, stats: BatchStats) -> str:
+    def line(self, stats: Tally) -> str:
         rate = stats.rate
         parts = [f"{stats.done:,} done"]
         if stats.failed:
@@ -392,6 +409,51 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class RowSource(Protocol):
+    """What :func:`drain` reads: entered, it iterates rows; ``stats`` is live throughout."""
+
+    @property
+    def stats(self) -> Tally: ...
+
+    async def __aenter__(self) -> AsyncIterator[Row]: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+
+class BatchRows:
+    """``info_many``'s batch as a :class:`RowSource`."""
+
+    def __init__(self, batch: Batch[str, WalletInfo, FreedomPayError]) -> None:
+        self._batch = batch
+
+    @property
+    def stats(self) -> BatchStats:
+        return self._batch.stats
+
+    async def __aenter__(self) -> BatchRows:
+        await self._batch.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._batch.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> BatchRows:
+        return self
+
+    async def __anext__(self) -> Row:
+        return to_row(await self._batch.__anext__())
+
+
 async def poll(
     client: FreedomPayClient,
     identifiers: Iterable[str] | AsyncGenerator[str, None],
@@ -408,35 +470,55 @@ async def poll(
     The summary goes to stderr. An :class:`AuthenticationError` stops the run (every other
     lookup would fail the same way).
     """
+
+    def rows(progress: Progress) -> BatchRows:
+        return BatchRows(
+            client.wallets.info_many(
+                identifiers,
+                concurrency=concurrency,
+                rate_limit=rate_limit,
+                ordered=ordered,
+                on_progress=progress,
+            )
+        )
+
+    return await drain(client, rows, identifiers, writer, fraction, progress_stream)
+
+
+async def drain(
+    owner: contextlib.AbstractAsyncContextManager[object],
+    open_rows: Callable[[Progress], RowSource],
+    identifiers: Iterable[str] | AsyncGenerator[str, None],
+    writer: Writer,
+    fraction: Fraction,
+    progress_stream: IO[str] | None,
+) -> int:
+    """Write every row of ``open_rows(progress)`` (entered inside ``owner``, the client or
+    the producer); the exit status. Ctrl-C cancels the rows only, never ``owner``'s closing;
+    the summary goes to stderr; an :class:`AuthenticationError` row stops the run (every other
+    lookup would fail the same way)."""
     progress = Progress(writer, fraction, progress_stream)
-    results = client.wallets.info_many(
-        identifiers,
-        concurrency=concurrency,
-        rate_limit=rate_limit,
-        ordered=ordered,
-        on_progress=progress,
-    )
+    source: RowSource | None = None
     problem: str | None = None
     interrupted = False
     try:
         async with contextlib.AsyncExitStack() as stack:
             if isinstance(identifiers, AsyncGenerator):
                 await stack.enter_async_context(contextlib.aclosing(identifiers))
-            await stack.enter_async_context(client)
-            # Only the lookups are cancelled by Ctrl-C; closing the client is not.
+            await stack.enter_async_context(owner)
+            source = open_rows(progress)
             with anyio.CancelScope() as scope:
                 interrupt = _Interrupt(scope)
                 try:
-                    async with results:
-                        async for result in results:
+                    async with source as rows:
+                        async for row in rows:
                             if writer.interactive:
                                 progress.clear()  # rows and the status line share the screen
-                            writer.write(result)
-                            if isinstance(result.error, AuthenticationError):
+                            writer.write_row(row)
+                            if row.error == AUTHENTICATION_ERROR:
                                 problem = (
-                                    "the API refused the credentials (HTTP "
-                                    f"{result.error.http_status}); stopped. Check the auth id "
-                                    "and secret key."
+                                    f"the API refused the credentials (HTTP {row.http_status}); "
+                                    "stopped. Check the auth id and secret key."
                                 )
                                 break
                 finally:
@@ -452,7 +534,10 @@ async def poll(
         progress.clear()
         with contextlib.suppress(OSError):
             writer.flush()
-    stats = results.stats
+    if source is None:  # owner could not be entered: the OSError above says why
+        _say(f"error: {problem}")
+        return EXIT_FAILED
+    stats = source.stats
     if interrupted:
         _say(f"interrupted: {stats}")
         return EXIT_INTERRUPTED
