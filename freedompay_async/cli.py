@@ -29,7 +29,7 @@ import stat
 import sys
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import IO, Any, Final, Protocol, TypeVar
 
 import anyio
@@ -492,11 +492,13 @@ async def drain(
     writer: Writer,
     fraction: Fraction,
     progress_stream: IO[str] | None,
+    errors: tuple[type[Exception], ...] = (),
 ) -> int:
     """Write every row of ``open_rows(progress)`` (entered inside ``owner``, the client or
     the producer); the exit status. Ctrl-C cancels the rows only, never ``owner``'s closing;
     the summary goes to stderr; an :class:`AuthenticationError` row stops the run (every other
-    lookup would fail the same way)."""
+    lookup would fail the same way). ``errors`` (beyond ``OSError``) end the run with a message
+    and exit status 1 instead of a traceback."""
     progress = Progress(writer, fraction, progress_stream)
     source: RowSource | None = None
     problem: str | None = None
@@ -528,7 +530,9 @@ async def drain(
         problem = str(exc)
     except BrokenPipeError:
         raise
-    except OSError as exc:
+    except Exception as exc:
+        if not isinstance(exc, (OSError, *errors)):
+            raise
         problem = f"{type(exc).__name__}: {exc}"
     finally:
         progress.clear()
@@ -598,6 +602,11 @@ def _info_command(args: argparse.Namespace) -> int:
 
 
 def _poll_command(args: argparse.Namespace) -> int:
+    if args.distributed is not None:
+        return _poll_distributed(args)
+    for option in ("shard_size", "window", "run_id", "namespace"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} goes with --distributed")
     client = _client(args)
     ids = IdsFile(args.ids)
     try:
@@ -608,7 +617,7 @@ def _poll_command(args: argparse.Namespace) -> int:
                     client,
                     ids.identifiers(),
                     writer,
-                    concurrency=args.concurrency,
+                    concurrency=args.concurrency or DEFAULT_CONCURRENCY,
                     rate_limit=args.rate,
                     ordered=args.ordered,
                     fraction=ids.fraction,
@@ -619,6 +628,155 @@ def _poll_command(args: argparse.Namespace) -> int:
             writer.close()
     finally:
         ids.close()
+
+
+# -- distributed: poll --distributed, worker -------------------------------------------------
+
+
+def _distributed() -> ModuleType:
+    try:
+        from . import distributed
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    return distributed
+
+
+def _queue_config(args: argparse.Namespace, url: str) -> Any:
+    distributed = _distributed()
+    try:
+        return distributed.QueueConfig(
+            url,
+            namespace=args.namespace or distributed.DEFAULT_NAMESPACE,
+            lease=getattr(args, "lease", None) or distributed.DEFAULT_LEASE,
+        )
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _poll_distributed(args: argparse.Namespace) -> int:
+    """``poll --distributed URL``: queue the ids in shards; write the rows the workers store."""
+    for option, value in (
+        ("--concurrency", args.concurrency),
+        ("--rate", args.rate),
+        ("--timeout", args.timeout),
+        ("--auth-id", args.auth_id),
+        ("--secret-key", args.secret_key),
+        ("--base-url", args.base_url),
+        ("--region", args.region),
+    ):
+        if value is not None:
+            raise UsageError(f"{option} is set on the workers (freedompay-async worker), not here")
+    if args.ordered:
+        raise UsageError("--ordered cannot be kept with --distributed: rows come shard by shard")
+    distributed = _distributed()
+    from redis.exceptions import RedisError
+    from taskiq.exceptions import SendTaskError
+
+    config = _queue_config(args, args.distributed)
+    shard_size = args.shard_size or distributed.DEFAULT_SHARD_SIZE
+    window = args.window or distributed.DEFAULT_WINDOW
+    ids = IdsFile(args.ids)
+    try:
+        writer = open_writer(args.out, args.format)
+        try:
+            identifiers = ids.identifiers()
+
+            async def run() -> int:
+                producer = distributed.Producer(config)
+
+                def rows(progress: Progress) -> RowSource:
+                    run: RowSource = producer.poll(
+                        identifiers,
+                        shard_size=shard_size,
+                        window=window,
+                        run_id=args.run_id,
+                        on_progress=progress,
+                    )
+                    return run
+
+                return await drain(
+                    producer,
+                    rows,
+                    identifiers,
+                    writer,
+                    ids.fraction,
+                    _progress_stream(),
+                    errors=(RedisError, SendTaskError),
+                )
+
+            try:
+                return asyncio.run(run())
+            except ValueError as exc:  # run id already in use
+                raise UsageError(str(exc)) from None
+        finally:
+            writer.close()
+    finally:
+        ids.close()
+
+
+def _worker_command(args: argparse.Namespace) -> int:
+    """``worker URL``: poll shards until SIGTERM / Ctrl-C (graceful), or a second one (at once)."""
+    distributed = _distributed()
+    from redis.exceptions import RedisError
+
+    config = _queue_config(args, args.url)
+    client = _client(args)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("taskiq").setLevel(max(logging.WARNING, logging.getLogger().level))
+        logging.getLogger("freedompay_async").setLevel(max(logging.INFO, logging.getLogger().level))
+
+    async def work() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+
+        def on_signal() -> None:
+            if stop.is_set():
+                _say("stopping now: shards in flight go back to the queue")
+                main.cancel()
+            else:
+                _say(f"stopping: shards in flight get {args.grace:g} s to finish (again: now)")
+                stop.set()
+
+        handled = []
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError):  # Windows event loops
+                    loop.add_signal_handler(sig, on_signal)
+                    handled.append(sig)
+        try:
+            return await distributed.run_worker(
+                config,
+                lambda: client,
+                concurrency=args.concurrency or DEFAULT_CONCURRENCY,
+                shards=args.shards,
+                rate_limit=args.rate,
+                grace=args.grace,
+                stop=stop,
+                name=args.name,
+            )
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    try:
+        stats = asyncio.run(work())
+    except asyncio.CancelledError:
+        _say("worker stopped at once; its unfinished shards are back on the queue")
+        return EXIT_INTERRUPTED
+    except RedisError as exc:
+        _say(f"error: Redis at {config!r}: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    _say(
+        f"worker stopped: {stats.shards:,} shards ({stats.lookups:,} lookups) polled, "
+        f"{stats.skipped:,} skipped, {stats.handed_back:,} handed back"
+    )
+    return EXIT_OK
 
 
 def _demo_ids(wallets: int, missing: int) -> Iterator[str]:
@@ -645,7 +803,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         _say(
             f"demo: a fake Freedom Pay server with {args.wallets:,} wallets on 127.0.0.1; "
             f"looking up {total:,} identifiers ({args.missing:,} unknown), "
-            f"concurrency {args.concurrency}"
+            f"concurrency {args.concurrency or DEFAULT_CONCURRENCY}"
         )
         # Requests cut short (Ctrl-C) make aiohttp's server log a traceback per connection:
         # noise in a demo, where the server is ours and the client is about to exit anyway.
@@ -655,7 +813,7 @@ def _demo_command(args: argparse.Namespace) -> int:
                 fake.client(timeout=args.timeout),
                 _demo_ids(args.wallets, args.missing),
                 writer,
-                concurrency=args.concurrency,
+                concurrency=args.concurrency or DEFAULT_CONCURRENCY,
                 rate_limit=args.rate,
                 ordered=args.ordered,
                 fraction=lambda stats: stats.done / total if total else None,
@@ -737,12 +895,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--concurrency",
         type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
         help=f"requests in flight at most (default: {DEFAULT_CONCURRENCY})",
     )
     group.add_argument(
         "-r", "--rate", type=_positive_float, help="requests per second at most (default: no cap)"
     )
+    output = argparse.ArgumentParser(add_help=False)
+    group = output.add_argument_group("output")
     group.add_argument(
         "--ordered", action="store_true", help="write rows in input order (default: as they come)"
     )
@@ -758,7 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     poll_parser = commands.add_parser(
         "poll",
-        parents=[connection, timeout, batch],
+        parents=[connection, timeout, batch, output],
         help="look up every wallet in a file, one output line each",
         description="Read identifiers (one per line) from IDS_FILE or stdin, look them all up "
         "and write one line per wallet as results arrive: balance, currency and status, or the "
@@ -768,11 +927,64 @@ def build_parser() -> argparse.ArgumentParser:
     poll_parser.add_argument(
         "-o", "--out", default="-", help="results file, .jsonl or .csv (default: stdout, JSONL)"
     )
+    group = poll_parser.add_argument_group(
+        "distributed",
+        "Queue the ids in shards on Redis for `freedompay-async worker` processes (on any "
+        "number of machines) and write the rows they store; credentials and lookup options "
+        "belong to the workers. Needs the redis extra.",
+    )
+    group.add_argument("--distributed", metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
+    group.add_argument(
+        "--namespace", help="Redis key prefix, as the workers' (default: freedompay)"
+    )
+    group.add_argument(
+        "--shard-size", type=_positive_int, help="identifiers per shard (default: 1000)"
+    )
+    group.add_argument(
+        "--window", type=_positive_int, help="shards queued or running at once (default: 64)"
+    )
+    group.add_argument("--run-id", help="name of the run's Redis keys (default: random)")
     poll_parser.set_defaults(handler=_poll_command)
+
+    worker = commands.add_parser(
+        "worker",
+        parents=[connection, timeout, batch],
+        help="poll shards queued by poll --distributed, until stopped",
+        description="Take shards from the Redis queue, look their wallets up with one client "
+        "for the whole process, store the rows and acknowledge the shard. SIGTERM or Ctrl-C "
+        "stops taking shards and lets those in flight finish (--grace); a second one stops at "
+        "once. Shards not finished go back to the queue; a killed worker's shards are taken "
+        "over by another worker after --lease seconds. Needs the redis extra.",
+    )
+    worker.add_argument("url", metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
+    group = worker.add_argument_group("queue")
+    group.add_argument("--namespace", help="Redis key prefix (default: freedompay)")
+    group.add_argument(
+        "--lease",
+        type=_positive_float,
+        help="seconds before a dead worker's shard is taken over (default: 30)",
+    )
+    group.add_argument(
+        "--shards", type=_positive_int, default=2, help="shards polled at once (default: 2)"
+    )
+    group.add_argument(
+        "--grace",
+        type=_non_negative_float,
+        default=30.0,
+        help="seconds in-flight shards get to finish when stopping (default: 30)",
+    )
+    group.add_argument("--name", help="consumer name in Redis (default: host-pid-random)")
+    group.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="log level on stderr (default: info)",
+    )
+    worker.set_defaults(handler=_worker_command)
 
     demo = commands.add_parser(
         "demo",
-        parents=[timeout, batch],
+        parents=[timeout, batch, output],
         help="run poll against a built-in fake server",
         description="Start the bundled FakeFreedomPay on 127.0.0.1 with N wallets and run the "
         "same lookups as poll against it: the whole product, no account needed.",

@@ -48,13 +48,14 @@ _MAX_BLOCK_MS: Final = 1000
 # Renew only what this consumer still owns: a message another worker claimed (because this one
 # stalled for a whole lease) stays with that worker.
 _RENEW: Final = """
-local mine = {}
+local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
 for i = 3, #ARGV do
   local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if entry[1] then mine[#mine + 1] = ARGV[i] end
+  if entry[1] then claim[#claim + 1] = ARGV[i] end
 end
-if #mine == 0 then return {} end
-return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine), 'JUSTID')
+if #claim == 5 then return {} end
+claim[#claim + 1] = 'JUSTID'
+return redis.call(unpack(claim))
 """
 
 # Put a message back: a fresh copy at the end of the stream, the old entry settled; only if
