@@ -7,6 +7,7 @@
 """
 
 from ._faults import Faults
+from ._redis import RedisServer
 from ._server import FakeFreedomPay, FakeStats
 from ._state import FakeLedger, FakeOperation, FakeRequest, FakeWallet, RequestState
 
@@ -18,5 +19,6 @@ __all__ = [
     "FakeStats",
     "FakeWallet",
     "Faults",
+    "RedisServer",
     "RequestState",
 ]
