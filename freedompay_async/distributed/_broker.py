@@ -36,7 +36,7 @@ from taskiq import AckableMessage
 from taskiq_redis import RedisStreamBroker
 
 from ._keys import QueueConfig
-from ._sink import stream_entries
+from ._sink import StreamEntry, stream_entries
 
 __all__ = ["ShardBroker"]
 
@@ -116,6 +116,9 @@ class ShardBroker(RedisStreamBroker):
         self._held: dict[str, _Delivery] = {}  # task id -> delivery, until settled
         self._by_message: dict[bytes, _Delivery] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._redis: Redis = Redis(connection_pool=self.connection_pool)
+        self._rounds: list[asyncio.Future[list[StreamEntry]]] = []
+        self._next_reclaim = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -133,42 +136,67 @@ class ShardBroker(RedisStreamBroker):
                 self._renewer = None
             # Deliveries read but never run (the receiver stopped first): back on the stream
             # now, rather than after a lease.
+            rounds, self._rounds = self._rounds, []
+            for done in rounds:
+                with contextlib.suppress(RedisError, OSError):
+                    for message_id, fields in await done:
+                        self._by_message[message_id] = _Delivery(message_id, fields[b"data"])
             for delivery in list(self._by_message.values()):
                 await self._hand_back(delivery)
         finally:
+            await self._redis.aclose()
             await super().shutdown()
 
     # -- delivery ---------------------------------------------------------------------------
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        stream = self.queue_name
-        next_reclaim = 0.0
-        async with Redis(connection_pool=self.connection_pool) as conn:
-            while True:
-                fetched = await conn.xreadgroup(
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    {stream: ">"},
-                    count=self.count,
-                    block=self.block,
-                )
-                for message_id, fields in stream_entries(fetched):
+        # Each Redis round runs in a task of its own, awaited through a shield: when the
+        # receiver stops, it cancels this generator while it waits, and a blocking XREADGROUP
+        # must not be what receives that cancellation (redis-py can turn a cancellation that
+        # races with its read timeout into an empty reply, and the generator would then never
+        # stop). A round cut short this way completes in the background; what it read is
+        # handed back at shutdown, or delivered by the next listen().
+        while True:
+            rounds, self._rounds = self._rounds, []
+            for done in rounds:
+                for message_id, fields in await done:
                     yield self._deliver(message_id, fields)
-                now = monotonic()
-                if now < next_reclaim:
-                    continue
-                next_reclaim = now + self._lease / 3
-                claimed = await conn.xautoclaim(
-                    stream,
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    min_idle_time=self.idle_timeout,
-                    count=self.unacknowledged_batch_size,
-                )
-                for message_id, fields in claimed[1]:
-                    if fields:  # None: deleted meanwhile
-                        log.info("took over shard message %s (its worker stopped)", message_id)
-                        yield self._deliver(message_id, fields)
+            read = asyncio.ensure_future(self._read_round())
+            try:
+                entries = await asyncio.shield(read)
+            except asyncio.CancelledError:
+                self._rounds.append(read)
+                raise
+            for message_id, fields in entries:
+                yield self._deliver(message_id, fields)
+
+    async def _read_round(self) -> list[StreamEntry]:
+        """New messages (waiting up to the block time), else, every third of a lease, those
+        whose worker stopped renewing them."""
+        redis = self._redis
+        fetched = await redis.xreadgroup(
+            self.consumer_group_name,
+            self.consumer_name,
+            {self.queue_name: ">"},
+            count=self.count,
+            block=self.block,
+        )
+        entries = stream_entries(fetched)
+        now = monotonic()
+        if entries or now < self._next_reclaim:
+            return entries
+        self._next_reclaim = now + self._lease / 3
+        claimed = await redis.xautoclaim(
+            self.queue_name,
+            self.consumer_group_name,
+            self.consumer_name,
+            min_idle_time=self.idle_timeout,
+            count=self.unacknowledged_batch_size,
+        )
+        taken = [(message_id, fields) for message_id, fields in claimed[1] if fields]
+        for message_id, _fields in taken:  # fields None: deleted meanwhile
+            log.info("took over shard message %s (its worker stopped)", message_id)
+        return taken
 
     def _deliver(self, message_id: bytes, fields: dict[bytes, bytes]) -> AckableMessage:
         data = fields[b"data"]

@@ -255,8 +255,10 @@ class Run:
         self.stats._stopped = perf_counter()
         try:
             if group is not None:
+                # The body's own exception (an input error, a break, a cancellation) goes on
+                # as it is; the group only ends its two helpers, which never fail.
                 group.cancel_scope.cancel()
-                return await group.__aexit__(exc_type, exc, tb)
+                await group.__aexit__(None, None, None)
             return None
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
