@@ -98,8 +98,15 @@ async def freedompay_errors(
         return await handler(request)
     except FreedomPayError as error:
         status, body = error_reply(error)
-        if status >= 500:  # ours or upstream's trouble: keep the details (body excerpt) in logs
-            logger.warning("%s %s -> %d: %r", request.method, request.path, status, error)
+        if status >= 500:  # upstream's trouble (or ours): the details go to the logs only
+            logger.warning(
+                "%s %s -> %d: %s; upstream body: %s",
+                request.method,
+                request.path,
+                status,
+                error,
+                error.body,
+            )
         return web.json_response(body, status=status)
 
 

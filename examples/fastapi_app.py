@@ -121,8 +121,15 @@ def create_app(client_factory: ClientFactory = FreedomPayClient) -> FastAPI:
     @app.exception_handler(FreedomPayError)
     async def freedompay_error(request: Request, error: FreedomPayError) -> JSONResponse:
         status, body = error_reply(error)
-        if status >= 500:  # ours or upstream's trouble: keep the details (body excerpt) in logs
-            logger.warning("%s %s -> %d: %r", request.method, request.url.path, status, error)
+        if status >= 500:  # upstream's trouble (or ours): the details go to the logs only
+            logger.warning(
+                "%s %s -> %d: %s; upstream body: %s",
+                request.method,
+                request.url.path,
+                status,
+                error,
+                error.body,
+            )
         return JSONResponse(body, status_code=status)
 
     error_responses: dict[int | str, dict[str, Any]] = {

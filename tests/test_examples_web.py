@@ -7,6 +7,7 @@ of FakeFreedomPay, and is called over real HTTP. Both apps must answer every cas
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -137,8 +138,12 @@ UPSTREAM_FAILURES: dict[str, Callable[[FakeFreedomPay], None]] = {
 
 
 async def test_upstream_failures_are_502(
-    serve: Serve, fake: FakeFreedomPay, http: aiohttp.ClientSession
+    serve: Serve,
+    fake: FakeFreedomPay,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING)
     async with serve(no_retries(fake)) as base_url:  # one server for every case: uvicorn
         for failure, inject in UPSTREAM_FAILURES.items():  # takes 0.2 s to stop
             fake.stats.reset()
@@ -149,9 +154,11 @@ async def test_upstream_failures_are_502(
             assert body["error"] == "upstream_error", failure
             assert body["error_code"] == ("1001" if failure == "api error 1001" else None)
             assert set(body) == {"error", "message", "error_code", "request_status"}
+            assert "busy" not in body["message"]  # the upstream reply stays in the logs
             assert fake.stats.by_path == {INFO_PATH: 1}, failure
         status, _ = await get_balance(http, base_url, "user-1")
         assert status == 200  # and nothing is left broken
+    assert "upstream body: <html>busy</html>" in caplog.text
 
 
 async def test_refused_credentials_are_502_and_never_show_the_key(
