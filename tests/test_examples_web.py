@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 import uvicorn
 from aiohttp import web
@@ -28,7 +29,6 @@ from freedompay_async import (
     WalletNotFoundError,
 )
 from freedompay_async.testing import FakeFreedomPay, Faults
-from freedompay_async.testing._state import error_reply as fake_error_reply
 
 INFO_PATH = "/v5/partner/wallet/info"
 
@@ -47,11 +47,12 @@ async def serve_fastapi(client_factory: ClientFactory) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn did not start")
-            await asyncio.sleep(0.005)
+        with anyio.fail_after(5):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn did not start")
+                await asyncio.sleep(0.005)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
@@ -131,7 +132,8 @@ UPSTREAM_FAILURES: dict[str, Callable[[FakeFreedomPay], None]] = {
     "garbage body": lambda fake: fake.respond_with(INFO_PATH, b"\x00 not json {"),
     "wrong shape": lambda fake: fake.respond_with(INFO_PATH, {"status": "ok", "wallet": 7}),
     "api error 1001": lambda fake: fake.respond_with(
-        INFO_PATH, fake_error_reply("1001", "bad parameters")
+        INFO_PATH,
+        {"status": "error", "request_status": "2", "error_code": "1001", "error_description": "?"},
     ),
     "connection reset": lambda fake: fake.inject_faults(Faults(reset_rate=1.0)),
 }
@@ -243,8 +245,9 @@ async def test_shutdown_lets_a_request_in_flight_finish_before_closing_the_clien
 
     async with serve(factory) as base_url:
         pending = asyncio.create_task(get_balance(http, base_url, "user-3"))
-        while fake.stats.in_flight == 0:  # the request has reached Freedom Pay
-            await asyncio.sleep(0.005)
+        with anyio.fail_after(5):
+            while fake.stats.in_flight == 0:  # the request has reached Freedom Pay
+                await asyncio.sleep(0.005)
     # The server has shut down: the request in flight was answered first.
     status, body = await pending
     assert status == 200

@@ -52,7 +52,7 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 
 
 async def test_stop_lets_the_lookups_in_flight_finish_and_takes_no_more() -> None:
-    async with FakeFreedomPay(wallets=40, faults=Faults(latency=0.1)) as fake:
+    async with FakeFreedomPay(wallets=40, faults=Faults(latency=0.25)) as fake:
         broker = MemoryBroker()
         published = publish(broker, 40)
         async with fake.client() as client, anyio.create_task_group() as tg:
@@ -211,11 +211,15 @@ def test_the_example_runs_and_accounts_for_every_message_when_interrupted() -> N
     command = [sys.executable, str(ROOT / "examples" / "queue_worker.py")]
     command += ["--messages", "300", "--latency", "0.2", "--concurrency", "8", "--grace", "5"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("worker started: 300 messages")
-        process.send_signal(signal.SIGINT)
-        output = process.stdout.read()
-        assert process.wait(timeout=10) == 0
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("worker started: 300 messages")
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=10)
+            assert process.returncode == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
     # Whatever was in flight when Ctrl-C came was answered (0.2 s each, 5 s of grace).
     found = re.search(r"answered (\d+), failed 0, requeued 0;", output)
     assert found is not None, output
