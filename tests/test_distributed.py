@@ -1,7 +1,9 @@
 """freedompay_async.distributed against a real redis-server and FakeFreedomPay.
 
-The redis-server comes from the Debian package (``.ci/run`` installs it); these tests skip
-without it, except on CI where its absence is a failure.
+The redis-server comes from the Debian package: ``.ci/run`` installs and starts one and passes
+its URL in ``FREEDOMPAY_TEST_REDIS_URL``; otherwise the fixture starts one on a free loopback
+port. Without redis-server these tests skip, except on CI where that is a failure. Each test
+works in a namespace of its own.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ pytestmark = pytest.mark.filterwarnings(
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
+    started = os.environ.get("FREEDOMPAY_TEST_REDIS_URL")  # .ci/run starts one
+    if started:
+        yield started
+        return
     try:
         server = RedisServer()
     except FileNotFoundError:
