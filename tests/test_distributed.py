@@ -480,3 +480,18 @@ def test_cli_unreachable_redis_is_a_clear_error(
     assert cli.main(["worker", url, "--log-level", "error"]) == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert "ConnectionError" in err and "pw-secret" not in err
+
+
+async def test_a_worker_survives_a_redis_restart(config: QueueConfig) -> None:
+    with RedisServer() as server:
+        own = QueueConfig(server.url, namespace=config.namespace, lease=1.0)
+        async with FakeFreedomPay(wallets=20) as fake, workers(own, fake, 1) as tasks:
+            await asyncio.sleep(0.3)  # listening
+            await asyncio.to_thread(server.restart)  # empty: the group is gone too
+            await asyncio.sleep(1.5)  # the worker notices, waits, declares the group again
+            assert not tasks[0].done()
+            async with Producer(own) as producer, producer.poll(ids(20), shard_size=5) as run:
+                rows = await collect(run)
+        stats = tasks[0].result()
+    assert_each_once(rows, ids(20))
+    assert stats.shards == 4

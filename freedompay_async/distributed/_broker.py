@@ -159,7 +159,11 @@ class ShardBroker(RedisStreamBroker):
         while True:
             rounds, self._rounds = self._rounds, []
             for done in rounds:
-                for message_id, fields in await done:
+                try:
+                    entries = await done
+                except (RedisError, OSError):
+                    continue  # that round read nothing
+                for message_id, fields in entries:
                     yield self._deliver(message_id, fields)
             read = asyncio.ensure_future(self._read_round())
             try:

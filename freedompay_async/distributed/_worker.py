@@ -200,10 +200,15 @@ async def run_worker(
                 )
                 try:
                     await receiver.listen(stop)
-                except (RedisError, OSError) as exc:
+                except Exception as exc:
+                    if not _connection_trouble(exc):
+                        raise
+                    # A Redis restarted without persistence lost the group: declare it again.
+                    with contextlib.suppress(RedisError, OSError):
+                        await broker._declare_consumer_group()
                     log.warning(
                         "lost Redis (%s); listening again in %.0f s",
-                        type(exc).__name__,
+                        _describe(exc),
                         _RECONNECT_DELAY,
                     )
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -211,6 +216,22 @@ async def run_worker(
         finally:
             await _cancel_all(task.running)
     return task.stats
+
+
+def _connection_trouble(exc: BaseException) -> bool:
+    """A Redis or network error, alone or in an exception group (taskiq's receiver runs on an
+    anyio task group, which wraps what its listener raised)."""
+    if isinstance(exc, (RedisError, OSError)):
+        return True
+    inner = getattr(exc, "exceptions", None)  # BaseExceptionGroup, also on 3.10's backport
+    if not inner:
+        return False
+    return all(_connection_trouble(e) for e in inner)
+
+
+def _describe(exc: BaseException) -> str:
+    inner = getattr(exc, "exceptions", None)
+    return _describe(inner[0]) if inner else f"{type(exc).__name__}: {exc}"
 
 
 async def _cancel_all(tasks: set[asyncio.Task[object]]) -> None:

@@ -53,12 +53,19 @@ class RedisServer:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def restart(self) -> None:
+        """Stop the server and start a fresh, empty one on the same port (to test clients
+        that must survive a Redis restart)."""
+        port = self.port
+        self.stop()
+        self.start(port=port)
+
+    def start(self, *, port: int | None = None) -> None:
         if self._process is not None:
             raise RuntimeError("already running")
         self._dir = tempfile.TemporaryDirectory(prefix="freedompay-redis-")
         for _attempt in range(5):  # the free port may be taken between probe and bind
-            self.port = _free_port()
+            self.port = port or _free_port()
             options = {"bind": "127.0.0.1", "port": str(self.port), "save": ""}
             options.update(appendonly="no", dir=self._dir.name, loglevel="warning")
             argv = [self.executable]
