@@ -1,10 +1,12 @@
-"""The ``freedompay-async`` command line: ``info``, ``poll`` and ``demo``.
+"""The ``freedompay-async`` command line: ``info``, ``poll``, ``worker`` and ``demo``.
 
 ::
 
     freedompay-async info user-42                     # one wallet, as JSON
     freedompay-async poll ids.txt --out balances.csv  # many wallets, one line each
     freedompay-async demo                             # the above against a built-in fake server
+    freedompay-async worker redis://host/0            # poll shards queued by ... (redis extra)
+    freedompay-async poll --distributed redis://host/0 ids.txt --out balances.jsonl
 
 Credentials and host come from ``--auth-id`` / ``--secret-key`` / ``--base-url`` (or
 ``--region``), else from ``FREEDOMPAY_AUTH_ID`` / ``FREEDOMPAY_SECRET_KEY`` /
