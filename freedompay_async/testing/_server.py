@@ -343,6 +343,10 @@ class FakeFreedomPay:
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
             if self.latency:
+                # Read the body first, like a real server that works before it answers: a
+                # client that gives up during the wait then resets a finished request, not a
+                # half-read one (which aiohttp's server would log as an error).
+                await request.read()
                 await asyncio.sleep(self.latency)
             faults = self._faults
             if not faults.active:
