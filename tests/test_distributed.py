@@ -495,3 +495,25 @@ async def test_a_worker_survives_a_redis_restart(config: QueueConfig) -> None:
         stats = tasks[0].result()
     assert_each_once(rows, ids(20))
     assert stats.shards == 4
+
+
+async def test_a_shard_that_always_fails_is_reported_not_redelivered_forever(
+    config: QueueConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freedompay_async.distributed import _worker
+
+    async def broken(self: object, ids: list[str]) -> list[Row]:
+        raise RuntimeError("a bug in the lookup")
+
+    monkeypatch.setattr(_worker._ShardTask, "_lookup", broken)
+    async with FakeFreedomPay(wallets=10) as fake:
+        async with workers(config, fake, 1) as tasks, Producer(config) as producer:
+            async with producer.poll(ids(10), shard_size=5) as run:
+                rows = await collect(run)
+        stats = tasks[0].result()
+    assert_each_once(rows, ids(10))
+    assert {(row.ok, row.error) for row in rows} == {(False, "RuntimeError")}
+    assert rows[0].message is not None and "failed 5 times" in rows[0].message
+    assert run.stats.redelivered == 2 * (_worker.MAX_ATTEMPTS - 1)
+    assert stats.handed_back == 2 * (_worker.MAX_ATTEMPTS - 1)
+    assert fake.stats.requests == 0

@@ -227,10 +227,7 @@ class ShardBroker(RedisStreamBroker):
             return
         delivery.settled = True
         self._by_message.pop(delivery.message_id, None)
-        async with (
-            Redis(connection_pool=self.connection_pool) as conn,
-            conn.pipeline(transaction=True) as pipe,
-        ):
+        async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.queue_name, self.consumer_group_name, delivery.message_id)
             pipe.xdel(self.queue_name, delivery.message_id)
             await pipe.execute()
@@ -252,16 +249,15 @@ class ShardBroker(RedisStreamBroker):
         delivery.settled = True  # whatever happens next, never acknowledge it
         self._by_message.pop(delivery.message_id, None)
         try:
-            async with Redis(connection_pool=self.connection_pool) as conn:
-                await conn.eval(
-                    _HAND_BACK,
-                    1,
-                    self.queue_name,
-                    self.consumer_group_name,
-                    delivery.message_id,
-                    self.consumer_name,
-                    delivery.data,
-                )
+            await self._redis.eval(
+                _HAND_BACK,
+                1,
+                self.queue_name,
+                self.consumer_group_name,
+                delivery.message_id,
+                self.consumer_name,
+                delivery.data,
+            )
         except (RedisError, OSError) as exc:
             log.warning(
                 "could not hand shard message %s back (%s); it is redelivered after the lease",
@@ -279,20 +275,20 @@ class ShardBroker(RedisStreamBroker):
             if not held:
                 continue
             try:
-                async with Redis(connection_pool=self.connection_pool) as conn:
-                    kept = await conn.eval(
-                        _RENEW,
-                        1,
-                        self.queue_name,
-                        self.consumer_group_name,
-                        self.consumer_name,
-                        *held,
-                    )
+                kept = await self._redis.eval(
+                    _RENEW,
+                    1,
+                    self.queue_name,
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    *held,
+                )
             except (RedisError, OSError) as exc:
                 log.warning("could not renew shard leases: %s", type(exc).__name__)
                 continue
-            lost = set(held).difference(kept)
-            for message_id in lost:
-                # Another worker took it over (this one stalled for a whole lease): it carries
-                # on; the shard's result is stored once whoever finishes first.
+            for message_id in set(held).difference(kept):
+                # Another worker took it over (this one stalled for a whole lease): stop
+                # renewing it. Both carry on; the shard's rows are stored once, by whoever
+                # finishes first, and either acknowledgement settles it.
                 log.warning("lost the lease of shard message %s", message_id)
+                self._by_message.pop(message_id, None)

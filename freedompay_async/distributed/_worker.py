@@ -37,6 +37,8 @@ TASK_NAME: Final = "freedompay_async.poll_shard"
 DEFAULT_GRACE: Final = 30.0
 #: Seconds to wait before listening again after Redis could not be reached.
 _RECONNECT_DELAY: Final = 1.0
+#: Attempts at one shard before its ids are reported as failed instead of redelivered again.
+MAX_ATTEMPTS: Final = 5
 #: The longest a failed or cancelled shard may take to be put back on the queue (past that it
 #: is redelivered after the lease instead).
 _HAND_BACK_TIMEOUT: Final = 5.0
@@ -86,36 +88,38 @@ class _ShardTask:
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
+        attempt = 0
         try:
-            await self._poll(run, shard, ids)
-        except BaseException as exc:
-            # taskiq would acknowledge the message whatever happened: put it back first.
-            name = type(exc).__name__
-            self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
-            self.stats.handed_back += 1
-            if not isinstance(exc, asyncio.CancelledError):
-                log.warning("shard %s of run %s failed (%s); handed back", shard, run, name)
-            with anyio.move_on_after(_HAND_BACK_TIMEOUT, shield=True):
-                await self._broker.hand_back(context.message.task_id)
+            check_run_id(run)
+            attempt = await self._store.begin(run, shard)
+            if attempt in (BEGIN_DONE, BEGIN_GONE):
+                self.stats.skipped += 1
+                log.debug("shard %s of run %s skipped (%s)", shard, run, attempt)
+                return
+            if attempt > 1:
+                log.info("shard %s of run %s: attempt %d", shard, run, attempt)
+            await self._store_rows(run, shard, await self._lookup(ids))
+        except Exception as exc:
+            if attempt >= MAX_ATTEMPTS and await self._give_up(run, shard, ids, exc):
+                return
+            await self._hand_back(run, shard, exc, context)
+            raise
+        except BaseException as exc:  # cancelled: the worker is stopping
+            await self._hand_back(run, shard, exc, context)
             raise
         finally:
             self.running.discard(task)
 
-    async def _poll(self, run: str, shard: int, ids: list[str]) -> None:
-        check_run_id(run)
-        attempt = await self._store.begin(run, shard)
-        if attempt in (BEGIN_DONE, BEGIN_GONE):
-            self.stats.skipped += 1
-            log.debug("shard %s of run %s skipped (%s)", shard, run, attempt)
-            return
-        if attempt > 1:
-            log.info("shard %s of run %s: attempt %d", shard, run, attempt)
+    async def _lookup(self, ids: list[str]) -> list[Row]:
         rows: list[Row] = []
         async with self._client.wallets.info_many(
             ids, concurrency=self._concurrency, rate_limit=self._rate_limit
         ) as results:
             async for result in results:
                 rows.append(to_row(result))
+        return rows
+
+    async def _store_rows(self, run: str, shard: int, rows: list[Row]) -> None:
         try:
             await self._store.store(run, shard, rows)
         except LookupError:  # the producer went away meanwhile: nobody wants these rows
@@ -123,6 +127,29 @@ class _ShardTask:
             return
         self.stats.shards += 1
         self.stats.lookups += len(rows)
+
+    async def _hand_back(self, run: str, shard: int, exc: BaseException, context: Context) -> None:
+        """taskiq acknowledges a message whatever the task did: put it back on the queue first."""
+        name = type(exc).__name__
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+        self.stats.handed_back += 1
+        if not isinstance(exc, asyncio.CancelledError):
+            log.warning("shard %s of run %s failed (%s: %s); handed back", shard, run, name, exc)
+        with anyio.move_on_after(_HAND_BACK_TIMEOUT, shield=True):
+            await self._broker.hand_back(context.message.task_id)
+
+    async def _give_up(self, run: str, shard: int, ids: list[str], exc: Exception) -> bool:
+        """A shard that failed :data:`MAX_ATTEMPTS` times (a bug, not bad luck) is reported:
+        every id as failed with the error, rather than redelivered forever. True if stored."""
+        name = type(exc).__name__
+        message = f"shard failed {MAX_ATTEMPTS} times, last with {name}: {exc}"[:500]
+        log.error("shard %s of run %s: %s; its ids are reported as failed", shard, run, message)
+        rows = [Row(identifier=i, ok=False, error=name, message=message) for i in ids]
+        try:
+            await self._store_rows(run, shard, rows)
+        except Exception:
+            return False
+        return True
 
 
 async def run_worker(
