@@ -55,7 +55,15 @@ import asyncio
 import collections
 import contextlib
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sized,
+)
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, overload
@@ -494,7 +502,6 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         self._async_iterator: AsyncIterator[ItemT] | None = None
         self._pull_lock: anyio.Lock | None = None
         self._exhausted = False
-        self._workers = 0
         self._task_group: TaskGroup | None = None
         self._send: _Channel | None = None
         #: The first exception that stopped the batch (raised to the consumer at the end).
@@ -513,8 +520,15 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
     async def run(self, send: _Channel) -> None:
         self._send = send
         try:
+            # The whole pool at once (a sized input needs no more workers than items): a task
+            # starts in the event loop's next round, so a pool that grew a worker per item
+            # taken would run short-handed for its first `concurrency` rounds. A worker that
+            # finds the input exhausted ends at once.
+            workers = self._concurrency
             try:
                 items = self._items
+                if isinstance(items, Sized):
+                    workers = max(1, min(workers, len(items)))
                 if isinstance(items, AsyncIterable):
                     self._async_iterator = items.__aiter__()
                     self._pull_lock = anyio.Lock()
@@ -525,13 +539,13 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 return
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                self._spawn()
+                for _ in range(workers):
+                    self._spawn()
         finally:
             send.close_sender()  # the consumer sees the end once the queue is drained
 
     def _spawn(self) -> None:
         assert self._task_group is not None
-        self._workers += 1
         self._task_group.start_soon(self._work)
 
     def _fail(self, exc: BaseException, *, cancel: bool = True) -> None:
@@ -605,8 +619,6 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 break
             index = stats.started
             stats.started = index + 1
-            if self._workers < self._concurrency:
-                self._spawn()
             if limiter is not None:
                 # After the pull, so that no worker sleeps for a slot once the input is done.
                 await limiter.wait()
