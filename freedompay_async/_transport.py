@@ -36,49 +36,74 @@ class _Deadlines:
     """Total time limits of the requests in flight, checked by one timer for all of them.
 
     A per-request timer (aiohttp's ``total``, or ``asyncio.timeout``) costs a timer handle, a
-    heap push and a cancellation for every request: about 5 of the ~65 microseconds of CPU a
-    lookup takes. Limits of :data:`COARSE_TIMEOUT` seconds or more (which aiohttp rounds up to
-    whole seconds anyway) are instead registered here with an unscheduled
-    :class:`asyncio.Timeout`; one shared tick every :data:`DEADLINE_TICK` seconds expires those
-    whose time has come, and ``asyncio.Timeout`` itself then cancels the request and raises
-    :class:`TimeoutError` with the standard library's exact cancellation semantics. Shorter
-    limits get a precise ``asyncio.timeout``.
+    heap push and a cancellation for every request, and ``async with asyncio.Timeout`` two
+    coroutines more: together about 3 of the ~65 microseconds of CPU a lookup takes. Limits of
+    :data:`COARSE_TIMEOUT` seconds or more (which aiohttp rounds up to whole seconds anyway)
+    are instead registered here under the request's task; one shared tick every
+    :data:`DEADLINE_TICK` seconds cancels the tasks whose time has come. Entering and leaving
+    follow :class:`asyncio.Timeout` (3.11) step for step: the task's ``cancelling()`` count is
+    noted on entry; on exit an expired request calls ``uncancel()``, and only when no other
+    cancellation is pending and the request ended in ``CancelledError`` does it become a
+    timeout, so a cancellation from outside stays a cancellation and none is left behind.
+    Shorter limits, and a request nested in another one of the same task (a trace callback
+    calling the client), get a precise ``asyncio.Timeout`` instead.
     """
 
-    __slots__ = ("_active", "_handle", "_loop")
+    __slots__ = ("_active", "_expired", "_handle", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._active: dict[Any, float] = {}
+        #: task -> (its deadline on the loop clock, its ``cancelling()`` count on entry)
+        self._active: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        #: task -> its ``cancelling()`` count on entry, for tasks the tick has cancelled
+        self._expired: dict[asyncio.Task[Any], int] = {}
         self._handle: asyncio.TimerHandle | None = None
 
-    def new(self, total: float) -> Any:
-        """An :class:`asyncio.Timeout` to enter at once, enforcing ``total`` seconds.
+    def enter(self, total: float) -> asyncio.Task[Any] | None:
+        """Register the current task's request for ``total`` seconds; return the task.
 
-        A coarse one is registered right away: nothing can run between this call and the
-        caller's ``async with`` (entering does not suspend), so the tick only ever sees it
-        entered. The caller must :meth:`forget` it when its block ends.
+        ``None`` means "not here": the caller then uses a precise ``asyncio.Timeout``. Nothing
+        may run between this call and the caller's ``try`` (no ``await``), and the caller
+        must call :meth:`leave` when its request ends, however it ends.
         """
-        loop = self._loop
         if total < COARSE_TIMEOUT:
-            return _Timeout(loop.time() + total)
-        deadline = _Timeout(None)
-        self._active[deadline] = loop.time() + total
+            return None
+        task = asyncio.current_task()
+        if task is None or task in self._active or task in self._expired:
+            return None
+        loop = self._loop
+        untyped: Any = task  # Task.cancelling() and uncancel() are 3.11+, where this is used
+        self._active[task] = (loop.time() + total, untyped.cancelling())
         if self._handle is None:
             self._handle = loop.call_later(DEADLINE_TICK, self._tick)
-        return deadline
+        return task
 
-    def forget(self, deadline: Any) -> None:
-        self._active.pop(deadline, None)
+    def precise(self, total: float) -> Any:
+        """An :class:`asyncio.Timeout` of its own, to enter at once."""
+        return _Timeout(self._loop.time() + total)
+
+    def leave(self, task: asyncio.Task[Any]) -> bool:
+        """The request of ``task`` has ended. True when its deadline expired and the
+        cancellation that ended it was the deadline's alone (``asyncio.Timeout.__aexit__``)."""
+        if self._active.pop(task, None) is not None:
+            return False
+        cancelling = self._expired.pop(task, None)
+        if cancelling is None:  # closed meanwhile
+            return False
+        untyped: Any = task
+        pending: int = untyped.uncancel()
+        return pending <= cancelling
 
     def _tick(self) -> None:
         self._handle = None
         now = self._loop.time()
-        expired = [deadline for deadline, when in self._active.items() if when <= now]
-        for deadline in expired:
-            del self._active[deadline]
-            deadline.reschedule(now)  # asyncio.Timeout cancels the request's task for us
-        if self._active:
+        active = self._active
+        expired = [task for task, (when, _) in active.items() if when <= now]
+        for task in expired:
+            _, cancelling = active.pop(task)
+            self._expired[task] = cancelling
+            task.cancel()  # asyncio.Timeout._on_timeout
+        if active:
             self._handle = self._loop.call_later(DEADLINE_TICK, self._tick)
 
     def close(self) -> None:
@@ -86,6 +111,7 @@ class _Deadlines:
             self._handle.cancel()
             self._handle = None
         self._active.clear()
+        self._expired.clear()
 
 
 class AiohttpTransport:
@@ -206,28 +232,45 @@ class AiohttpTransport:
             headers = {**self._request_headers, **headers}
         total = timeout.total
         deadlines = self._deadlines
-        deadline: Any = _NO_DEADLINE if total is None or deadlines is None else deadlines.new(total)
+        coarse: asyncio.Task[Any] | None = None
+        precise: Any = _NO_DEADLINE
+        if total is not None and deadlines is not None:
+            coarse = deadlines.enter(total)
+            if coarse is None:
+                precise = deadlines.precise(total)
+        expired = False
         try:
-            async with deadline:
-                try:
-                    async with session.post(
+            try:
+                async with (
+                    precise,
+                    session.post(
                         self._urls.get(path) or self.url(path),
                         data=body,
                         headers=headers,
                         timeout=self._client_timeout(timeout),
                         allow_redirects=False,
-                    ) as response:
-                        status = response.status
-                        if status < 400:
-                            length = response.content_length
-                            if length is not None and length <= self._max_response_bytes:
-                                return status, await response.read(), None  # the common case
-                            return status, await self._read(response), None
-                        retry_after = response.headers.get("Retry-After")
-                        return status, await self._read(response), retry_after
-                finally:
-                    if deadlines is not None:
-                        deadlines.forget(deadline)
+                    ) as response,
+                ):
+                    status = response.status
+                    if status < 400:
+                        length = response.content_length
+                        if length is not None and length <= self._max_response_bytes:
+                            return status, await response.read(), None  # the common case
+                        return status, await self._read(response), None
+                    retry_after = response.headers.get("Retry-After")
+                    return status, await self._read(response), retry_after
+            finally:
+                if coarse is not None and deadlines is not None:
+                    expired = deadlines.leave(coarse)
+        except asyncio.CancelledError as exc:
+            if not expired:
+                raise
+            # What asyncio.Timeout raises when it expires: TimeoutError from the cancellation.
+            timed_out = TimeoutError()
+            timed_out.__cause__ = exc
+            raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from (
+                timed_out
+            )
         except TimeoutError as exc:
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
         except aiohttp.ClientError as exc:
