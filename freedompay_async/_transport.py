@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl as ssl_module
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -26,10 +26,9 @@ from .errors import (
 )
 
 _CHUNK: Final = 64 * 1024
-#: ``asyncio.Timeout`` (3.11+) lets us enforce the total limit ourselves (see ``_Deadlines``);
-#: on 3.10 aiohttp's own ``total`` does the job.
-_Timeout: Final[Any] = getattr(asyncio, "Timeout", None)
-_NO_DEADLINE: Final = contextlib.nullcontext()
+#: Long total limits are enforced by ``_Deadlines``, which needs ``Task.uncancel()`` (3.11+).
+#: Short ones, and all of them on 3.10, are aiohttp's own ``total`` (a precise timer per request).
+_COARSE_DEADLINES: Final = sys.version_info >= (3, 11)
 
 
 class _Deadlines:
@@ -46,7 +45,7 @@ class _Deadlines:
     cancellation is pending and the request ended in ``CancelledError`` does it become a
     timeout, so a cancellation from outside stays a cancellation and none is left behind.
     Shorter limits, and a request nested in another one of the same task (a trace callback
-    calling the client), get a precise ``asyncio.Timeout`` instead.
+    calling the client), get aiohttp's precise per-request ``total`` instead.
     """
 
     __slots__ = ("_active", "_expired", "_handle", "_loop")
@@ -62,7 +61,7 @@ class _Deadlines:
     def enter(self, total: float) -> asyncio.Task[Any] | None:
         """Register the current task's request for ``total`` seconds; return the task.
 
-        ``None`` means "not here": the caller then uses a precise ``asyncio.Timeout``. Nothing
+        ``None`` means "not here": the caller then uses aiohttp's precise ``total``. Nothing
         may run between this call and the caller's ``try`` (no ``await``), and the caller
         must call :meth:`leave` when its request ends, however it ends.
         """
@@ -77,10 +76,6 @@ class _Deadlines:
         if self._handle is None:
             self._handle = loop.call_later(DEADLINE_TICK, self._tick)
         return task
-
-    def precise(self, total: float) -> Any:
-        """An :class:`asyncio.Timeout` of its own, to enter at once."""
-        return _Timeout(self._loop.time() + total)
 
     def leave(self, task: asyncio.Task[Any]) -> bool:
         """The request of ``task`` has ended. True when its deadline expired and the
@@ -146,6 +141,7 @@ class AiohttpTransport:
         self._closed = False
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self._precise_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
         self._deadlines: _Deadlines | None = None
         # Nearly every request uses the client's one Timeout: skip hashing it each time.
         self._last_timeout: Timeout | None = None
@@ -185,7 +181,7 @@ class AiohttpTransport:
                 auto_decompress=True,
             )
         self._loop = loop
-        self._deadlines = _Deadlines(loop) if _Timeout is not None else None
+        self._deadlines = _Deadlines(loop) if _COARSE_DEADLINES else None
         return self._session
 
     def _check_loop(self) -> aiohttp.ClientSession:
@@ -207,15 +203,20 @@ class AiohttpTransport:
             url = self._urls[path] = self._base_url.join(URL(path))
         return url
 
-    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
-        if timeout is self._last_timeout:
-            return self._last_client_timeout
+    def _client_timeout(self, timeout: Timeout, *, total: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for ``timeout``: connect and read always, and the total limit
+        too when ``total`` is true (that is, when ``_Deadlines`` does not enforce it)."""
+        if total:
+            precise = self._precise_timeouts.get(timeout)
+            if precise is None:
+                precise = self._precise_timeouts[timeout] = aiohttp.ClientTimeout(
+                    total=timeout.total, connect=timeout.connect, sock_read=timeout.read
+                )
+            return precise
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
-                total=timeout.total if _Timeout is None else None,
-                connect=timeout.connect,
-                sock_read=timeout.read,
+                total=None, connect=timeout.connect, sock_read=timeout.read
             )
         self._last_timeout, self._last_client_timeout = timeout, client_timeout
         return client_timeout
@@ -232,25 +233,21 @@ class AiohttpTransport:
             headers = {**self._request_headers, **headers}
         total = timeout.total
         deadlines = self._deadlines
-        coarse: asyncio.Task[Any] | None = None
-        precise: Any = _NO_DEADLINE
-        if total is not None and deadlines is not None:
-            coarse = deadlines.enter(total)
-            if coarse is None:
-                precise = deadlines.precise(total)
+        coarse = None if total is None or deadlines is None else deadlines.enter(total)
+        if coarse is not None and timeout is self._last_timeout:
+            client_timeout = self._last_client_timeout  # nearly every request: the client's
+        else:
+            client_timeout = self._client_timeout(timeout, total=coarse is None)
         expired = False
         try:
             try:
-                async with (
-                    precise,
-                    session.post(
-                        self._urls.get(path) or self.url(path),
-                        data=body,
-                        headers=headers,
-                        timeout=self._client_timeout(timeout),
-                        allow_redirects=False,
-                    ) as response,
-                ):
+                async with session.post(
+                    self._urls.get(path) or self.url(path),
+                    data=body,
+                    headers=headers,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                ) as response:
                     status = response.status
                     if status < 400:
                         length = response.content_length

@@ -182,6 +182,8 @@ async def test_stalls_become_request_timeout_errors(fake: FakeFreedomPay) -> Non
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.attempts == 3
     assert fake.stats.faults == {"stall": 3}
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # no cancellation left behind
 
 
 async def test_read_timeout_is_separate_from_total(fake: FakeFreedomPay) -> None:
