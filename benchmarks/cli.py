@@ -36,7 +36,7 @@ from .report import Summary, machine_info, now_utc, ratio, summarise, table, thr
 from .servers import ServerError, ServerInfo, serve, spawn, stop
 
 DEFAULT_CONTENDERS: Final = ("sdk", "sdk-uvloop", "raw", "raw-uvloop", "naive", "httpx", "wrk")
-SECTIONS: Final = ("throughput", "paired", "scaling", "latency", "decode")
+SECTIONS: Final = ("throughput", "paired", "loops", "scaling", "latency", "decode")
 RESULTS_PATH: Final = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -165,6 +165,7 @@ class Outcome:
     latency: dict[str, list[WorkerResult]] = dataclasses.field(default_factory=dict)
     decode: list[Any] = dataclasses.field(default_factory=list)
     paired: list[Any] = dataclasses.field(default_factory=list)
+    loops: list[Any] = dataclasses.field(default_factory=list)
     sdk_mode: str = ""
 
 
@@ -225,6 +226,30 @@ def run_paired(args: argparse.Namespace, server: ServerInfo, outcome: Outcome) -
     for result in outcome.paired:
         log(
             f"  paired     {result.label:<22} {result.cpu_us_median:6.1f} µs/lookup  x{result.ratio_median:.3f}"
+        )
+
+
+def run_loops_section(args: argparse.Namespace, server: ServerInfo, outcome: Outcome) -> None:
+    from .loops import run_loops
+
+    if importlib.util.find_spec("uvloop") is None:
+        outcome.skipped.append("loops: uvloop not installed (pip install -e '.[bench]')")
+        return
+    log(
+        f"loops: default loop vs uvloop in one process, {args.loops_rounds} rounds x "
+        f"{args.loops_n:,} lookups"
+    )
+    outcome.loops = run_loops(
+        server.url,
+        rounds=args.loops_rounds,
+        per_round=args.loops_n,
+        concurrency=args.concurrency,
+        modulo=server.modulo,
+    )
+    for result in outcome.loops:
+        log(
+            f"  loops      {result.key:<22} {result.asyncio_us:6.1f} -> {result.uvloop_us:6.1f}"
+            f" µs/lookup  x{result.gain_median:.3f}"
         )
 
 
@@ -316,6 +341,7 @@ def render(args: argparse.Namespace, outcome: Outcome, command: str) -> str:
             "",
         ]
     out += paired_section(outcome, args)
+    out += loops_section(outcome, args)
     out += targets_section(summaries, outcome, args)
     if outcome.scaling:
         rows = [
@@ -426,6 +452,39 @@ def paired_section(outcome: Outcome, args: argparse.Namespace) -> list[str]:
     ]
 
 
+def loops_section(outcome: Outcome, args: argparse.Namespace) -> list[str]:
+    if not outcome.loops:
+        return []
+    rows = [
+        [
+            r.label,
+            f"{r.asyncio_us:.1f}",
+            f"{r.uvloop_us:.1f}",
+            f"{r.gain_median:.3f}x",
+            f"{r.gain_q1:.3f} - {r.gain_q3:.3f}",
+        ]
+        for r in outcome.loops
+    ]
+    return [
+        f"## uvloop, paired in one process: CPU per lookup, {args.loops_rounds} rounds of "
+        f"{args.loops_n:,} lookups",
+        "",
+        "One process runs each client on a fresh default event loop (`asyncio.run`) and on a "
+        "fresh uvloop (`uvloop.run`) in turn, round after round (pool opened and warmed, then "
+        "timed); each round's default-loop CPU per lookup ÷ its uvloop CPU per lookup is that "
+        "round's gain. The raw pool's gain is what uvloop can do for any aiohttp client here: "
+        "uvloop replaces the event loop and the socket transports, not aiohttp's own "
+        "request/response code, which is most of the CPU per lookup "
+        "(`python -m benchmarks profile`).",
+        "",
+        table(
+            ["client", "default loop µs", "uvloop µs", "gain (median)", "gain (IQR)"],
+            rows,
+        ),
+        "",
+    ]
+
+
 def targets_section(
     summaries: dict[str, Summary], outcome: Outcome, args: argparse.Namespace
 ) -> list[str]:
@@ -463,6 +522,20 @@ def targets_section(
             "SDK on uvloop ≥ 1.25x default loop",
             ratio(sdk_uv.rate, sdk.rate),
             sdk_uv.rate >= 1.25 * sdk.rate,
+        )
+    loops = {r.key: r for r in outcome.loops}
+    if "sdk" in loops:
+        gain = loops["sdk"].gain_median
+        add(
+            "SDK on uvloop ≥ 1.25x default loop, paired in one process (CPU per lookup)",
+            f"{gain:.3f}x",
+            gain >= 1.25,
+        )
+    if "raw" in loops:
+        add(
+            "context: raw aiohttp + msgspec on uvloop ÷ default loop, paired (the ceiling)",
+            f"{loops['raw'].gain_median:.3f}x",
+            None,
         )
     if len(outcome.scaling) >= 2:
         peaks = [r.rss_peak_mb for r in outcome.scaling]
@@ -510,7 +583,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = entries(names, args.compare_sdk, outcome.skipped) if "throughput" in sections else []
     failure: BaseException | None = None
     try:
-        if sections & {"throughput", "paired", "scaling"}:
+        if sections & {"throughput", "paired", "loops", "scaling"}:
             with serve(args.server) as server:
                 outcome.server = server.description
                 log(f"server: {server.description}")
@@ -518,6 +591,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     run_throughput(args, server, runs, outcome)
                 if "paired" in sections:
                     run_paired(args, server, outcome)
+                if "loops" in sections:
+                    run_loops_section(args, server, outcome)
                 if "scaling" in sections:
                     run_scaling(args, server, outcome)
         if "latency" in sections:
@@ -722,6 +797,12 @@ def parser() -> argparse.ArgumentParser:
         "--paired-rounds", type=_positive_int, help="rounds of the in-process SDK/raw pairing (20)"
     )
     run.add_argument("--paired-n", type=_positive_int, help="lookups per paired round (3000)")
+    run.add_argument(
+        "--loops-rounds",
+        type=_positive_int,
+        help="rounds of the in-process default loop / uvloop pairing (10)",
+    )
+    run.add_argument("--loops-n", type=_positive_int, help="lookups per loops turn (3000)")
     run.add_argument("--latency", type=float, default=0.05, help="added server latency, s (0.05)")
     run.add_argument(
         "--latency-n",
@@ -803,6 +884,8 @@ DEFAULTS: Final[dict[str, Any]] = {
     "decode_min_time": 0.2,
     "paired_rounds": 20,
     "paired_n": 3000,
+    "loops_rounds": 10,
+    "loops_n": 3000,
 }
 SMOKE_DEFAULTS: Final[dict[str, Any]] = {
     "n": 300,
@@ -815,6 +898,8 @@ SMOKE_DEFAULTS: Final[dict[str, Any]] = {
     "decode_min_time": 0.01,
     "paired_rounds": 2,
     "paired_n": 200,
+    "loops_rounds": 1,
+    "loops_n": 200,
 }
 
 
