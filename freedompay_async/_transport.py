@@ -61,13 +61,16 @@ class _Deadlines:
     def enter(self, total: float) -> asyncio.Task[Any] | None:
         """Register the current task's request for ``total`` seconds; return the task.
 
-        ``None`` means "not here": the caller then uses aiohttp's precise ``total``. Nothing
+        Call it from a task running on this registry's event loop. ``None`` means "not here":
+        the caller then uses aiohttp's precise ``total``. Nothing
         may run between this call and the caller's ``try`` (no ``await``), and the caller
         must call :meth:`leave` when its request ends, however it ends.
         """
         if total < COARSE_TIMEOUT:
             return None
-        task = asyncio.current_task()
+        # The caller (``send``) has checked that this is our loop: naming it spares
+        # current_task() a get_running_loop() (a getpid() system call on 3.11).
+        task = asyncio.current_task(self._loop)
         if task is None or task in self._active or task in self._expired:
             return None
         loop = self._loop
