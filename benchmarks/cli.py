@@ -142,9 +142,10 @@ def check(key: str, result: WorkerResult, server: ServerInfo, *, expect_n: int |
 
 
 def progress(stage: str, entry_key: str, result: WorkerResult) -> None:
+    mmapped = "  (recv buffers mmapped)" if result.recv_buffer_mmapped else ""
     log(
         f"  {stage:<10} {entry_key:<22} {result.rate:>9,.0f}/s  "
-        f"cpu {result.cpu_ms_per_1000:>7.1f} ms/1000  rss {result.rss_peak_mb:5.1f} MB"
+        f"cpu {result.cpu_ms_per_1000:>7.1f} ms/1000  rss {result.rss_peak_mb:5.1f} MB{mmapped}"
     )
 
 
@@ -339,6 +340,7 @@ def render(args: argparse.Namespace, outcome: Outcome, command: str) -> str:
             "`wrk` runs for a fixed duration with one thread and replays one pre-signed body: "
             "it is the HTTP limit of this machine, not a Python contender.",
             "",
+            *allocator_note(outcome),
         ]
     out += paired_section(outcome, args)
     out += loops_section(outcome, args)
@@ -448,6 +450,28 @@ def paired_section(outcome: Outcome, args: argparse.Namespace) -> list[str]:
             ["client", "CPU µs / lookup (median)", "best", "CPU x SDK (median)", "CPU x SDK (IQR)"],
             rows,
         ),
+        "",
+    ]
+
+
+def allocator_note(outcome: Outcome) -> list[str]:
+    """Which default-loop runs paid an mmap per socket read (see ``worker.recv_buffer_mmapped``)."""
+    probed = [
+        (key, index + 1, result.recv_buffer_mmapped)
+        for key, results in outcome.throughput.items()
+        for index, result in enumerate(results)
+        if result.recv_buffer_mmapped is not None
+    ]
+    hit = [f"{key} run {number}" for key, number, mmapped in probed if mmapped]
+    if not probed:
+        return []
+    return [
+        f"**Allocator lottery:** {len(hit)} of {len(probed)} default-loop runs "
+        f"({', '.join(hit) if hit else 'none'}) had glibc serve asyncio's 256 KiB per-read "
+        "receive buffer with mmap / mremap / munmap, about 15 µs of CPU per lookup more; "
+        "whether a process does depends on its own allocation history (glibc's dynamic mmap "
+        "threshold), not on the contender. uvloop reads into a buffer of its own. The paired "
+        "sections below run every client in one process, so they share one allocator state.",
         "",
     ]
 

@@ -112,6 +112,10 @@ class WorkerResult:
     first_error: str = ""
     #: the ``freedompay_async`` package the worker imported (shows which tree was measured)
     sdk_file: str = ""
+    #: Default loop only: whether asyncio's 256 KiB per-read receive buffer is served by mmap in
+    #: this process (glibc's dynamic mmap threshold, see ``worker.recv_buffer_mmapped``); None
+    #: when unknown or not applicable.
+    recv_buffer_mmapped: bool | None = None
 
     @property
     def rate(self) -> float:
