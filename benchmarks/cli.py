@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -23,12 +24,14 @@ from typing import Any, Final
 
 from .common import (
     CANNED_BALANCE,
+    NO_MALLOC_PRIME_ENV,
     ROOT,
     SDK_PATH_ENV,
     BenchError,
     WorkerResult,
     WorkerSpec,
     child_env,
+    prime_malloc,
     python,
 )
 from .contenders import CONTENDERS, LOOPS
@@ -465,13 +468,20 @@ def allocator_note(outcome: Outcome) -> list[str]:
     hit = [f"{key} run {number}" for key, number, mmapped in probed if mmapped]
     if not probed:
         return []
+    primed = not outcome.config.get("no_malloc_prime")
+    how = (
+        "Every benchmark process first frees one 512 KiB block (`--no-malloc-prime` skips "
+        "it), which settles glibc's dynamic mmap threshold so that asyncio's 256 KiB per-read "
+        "receive buffers come from the heap, as in a long-running process"
+        if primed
+        else "Processes were not primed (`--no-malloc-prime`)"
+    )
     return [
-        f"**Allocator lottery:** {len(hit)} of {len(probed)} default-loop runs "
-        f"({', '.join(hit) if hit else 'none'}) had glibc serve asyncio's 256 KiB per-read "
-        "receive buffer with mmap / mremap / munmap, about 15 µs of CPU per lookup more; "
-        "whether a process does depends on its own allocation history (glibc's dynamic mmap "
-        "threshold), not on the contender. uvloop reads into a buffer of its own. The paired "
-        "sections below run every client in one process, so they share one allocator state.",
+        f"**Allocator:** {how}. Default-loop runs whose read buffers were still served by "
+        f"mmap / mremap / munmap (about 15 µs of CPU per lookup more; whether a process is "
+        f"in that mode depends on its allocation history, not on the contender): {len(hit)} "
+        f"of {len(probed)} ({', '.join(hit) if hit else 'none'}). uvloop reads into a buffer "
+        "of its own.",
         "",
     ]
 
@@ -600,6 +610,7 @@ def dump_json(path: Path, outcome: Outcome) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     command = " ".join(["python -m benchmarks", *args.argv])
+    apply_malloc_option(args)
     sections = set(args.only or SECTIONS)
     outcome = Outcome(config={k: v for k, v in vars(args).items() if k not in ("func", "argv")})
     names = list(args.contenders or DEFAULT_CONTENDERS)
@@ -701,6 +712,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from .ab import run_ab
 
     compare = compare_trees(args.compare_sdk)
+    apply_malloc_option(args)
     with serve(args.server) as server:
         log(f"server: {server.description}")
         log(f"ab: {args.rounds} rounds x {args.per_round:,} lookups per tree, in one process")
@@ -769,6 +781,24 @@ def _sizes(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def malloc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-malloc-prime",
+        action="store_true",
+        help="do not free a 512 KiB block first in each benchmark process (then the default "
+        "loop's 256 KiB read buffers may cost an mmap per read, by chance: see README)",
+    )
+
+
+def apply_malloc_option(args: argparse.Namespace) -> None:
+    """Prime this process (the paired sections run here) and, through the environment, the
+    workers; or ask the workers not to."""
+    if args.no_malloc_prime:
+        os.environ[NO_MALLOC_PRIME_ENV] = "1"
+    else:
+        prime_malloc()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -850,6 +880,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"write the markdown to PATH (default {RESULTS_PATH.relative_to(ROOT)})",
     )
     run.add_argument("--json", metavar="PATH", help="dump every raw measurement as JSON")
+    malloc_option(run)
     run.set_defaults(func=cmd_run)
 
     profile = commands.add_parser("profile", help="profile the SDK lookup path")
@@ -882,6 +913,7 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("--rounds", type=_positive_int, default=30, help="paired rounds (30)")
     ab.add_argument("--per-round", type=_positive_int, default=3000, help="lookups (3000)")
     ab.add_argument("--concurrency", "-c", type=_positive_int, default=64)
+    malloc_option(ab)
     ab.set_defaults(func=cmd_ab)
 
     decode = commands.add_parser("decode", help="the decode micro-benchmark alone")

@@ -10,13 +10,14 @@ import asyncio
 import ctypes
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
 from collections.abc import Coroutine
 from typing import Any
 
-from .common import WorkerResult, WorkerSpec, identifiers
+from .common import NO_MALLOC_PRIME_ENV, WorkerResult, WorkerSpec, identifiers, prime_malloc
 from .contenders import CONTENDERS
 
 
@@ -89,8 +90,9 @@ def recv_buffer_mmapped() -> bool | None:
     process-lifetime event raises its dynamic mmap threshold (freeing a large block that was
     never shrunk), then from the heap. Which of the two a process is in depends on its own
     allocation history, so it differs from process to process; with mmap every read costs an
-    mmap, an mremap and a munmap (about 15 µs of CPU per lookup here). Probe it once, at the end
-    (freeing the probe may itself raise the threshold). ``None`` without glibc's mallinfo2.
+    mmap, an mremap and a munmap (about 15 µs of CPU per lookup here); ``prime_malloc`` (on by
+    default) settles it up front. Probe it once, at the end (freeing the probe may itself raise
+    the threshold). ``None`` without glibc's mallinfo2.
     """
     from asyncio import selector_events
 
@@ -122,6 +124,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m benchmarks.worker SPEC_JSON", file=sys.stderr)
         return 2
+    if not os.environ.get(NO_MALLOC_PRIME_ENV):
+        prime_malloc()
     spec = WorkerSpec(**json.loads(argv[0]))
     result = run_on_loop(spec.loop, measure(spec))
     if spec.loop == "asyncio":
