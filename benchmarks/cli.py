@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -23,12 +24,14 @@ from typing import Any, Final
 
 from .common import (
     CANNED_BALANCE,
+    NO_MALLOC_PRIME_ENV,
     ROOT,
     SDK_PATH_ENV,
     BenchError,
     WorkerResult,
     WorkerSpec,
     child_env,
+    prime_malloc,
     python,
 )
 from .contenders import CONTENDERS, LOOPS
@@ -36,7 +39,7 @@ from .report import Summary, machine_info, now_utc, ratio, summarise, table, thr
 from .servers import ServerError, ServerInfo, serve, spawn, stop
 
 DEFAULT_CONTENDERS: Final = ("sdk", "sdk-uvloop", "raw", "raw-uvloop", "naive", "httpx", "wrk")
-SECTIONS: Final = ("throughput", "paired", "scaling", "latency", "decode")
+SECTIONS: Final = ("throughput", "paired", "loops", "scaling", "latency", "decode")
 RESULTS_PATH: Final = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -142,9 +145,10 @@ def check(key: str, result: WorkerResult, server: ServerInfo, *, expect_n: int |
 
 
 def progress(stage: str, entry_key: str, result: WorkerResult) -> None:
+    mmapped = "  (recv buffers mmapped)" if result.recv_buffer_mmapped else ""
     log(
         f"  {stage:<10} {entry_key:<22} {result.rate:>9,.0f}/s  "
-        f"cpu {result.cpu_ms_per_1000:>7.1f} ms/1000  rss {result.rss_peak_mb:5.1f} MB"
+        f"cpu {result.cpu_ms_per_1000:>7.1f} ms/1000  rss {result.rss_peak_mb:5.1f} MB{mmapped}"
     )
 
 
@@ -165,6 +169,7 @@ class Outcome:
     latency: dict[str, list[WorkerResult]] = dataclasses.field(default_factory=dict)
     decode: list[Any] = dataclasses.field(default_factory=list)
     paired: list[Any] = dataclasses.field(default_factory=list)
+    loops: list[Any] = dataclasses.field(default_factory=list)
     sdk_mode: str = ""
 
 
@@ -225,6 +230,30 @@ def run_paired(args: argparse.Namespace, server: ServerInfo, outcome: Outcome) -
     for result in outcome.paired:
         log(
             f"  paired     {result.label:<22} {result.cpu_us_median:6.1f} µs/lookup  x{result.ratio_median:.3f}"
+        )
+
+
+def run_loops_section(args: argparse.Namespace, server: ServerInfo, outcome: Outcome) -> None:
+    from .loops import run_loops
+
+    if importlib.util.find_spec("uvloop") is None:
+        outcome.skipped.append("loops: uvloop not installed (pip install -e '.[bench]')")
+        return
+    log(
+        f"loops: default loop vs uvloop in one process, {args.loops_rounds} rounds x "
+        f"{args.loops_n:,} lookups"
+    )
+    outcome.loops = run_loops(
+        server.url,
+        rounds=args.loops_rounds,
+        per_round=args.loops_n,
+        concurrency=args.concurrency,
+        modulo=server.modulo,
+    )
+    for result in outcome.loops:
+        log(
+            f"  loops      {result.key:<22} {result.asyncio_us:6.1f} -> {result.uvloop_us:6.1f}"
+            f" µs/lookup  x{result.gain_median:.3f}"
         )
 
 
@@ -314,8 +343,10 @@ def render(args: argparse.Namespace, outcome: Outcome, command: str) -> str:
             "`wrk` runs for a fixed duration with one thread and replays one pre-signed body: "
             "it is the HTTP limit of this machine, not a Python contender.",
             "",
+            *allocator_note(outcome),
         ]
     out += paired_section(outcome, args)
+    out += loops_section(outcome, args)
     out += targets_section(summaries, outcome, args)
     if outcome.scaling:
         rows = [
@@ -426,6 +457,68 @@ def paired_section(outcome: Outcome, args: argparse.Namespace) -> list[str]:
     ]
 
 
+def allocator_note(outcome: Outcome) -> list[str]:
+    """Which default-loop runs paid an mmap per socket read (see ``worker.recv_buffer_mmapped``)."""
+    probed = [
+        (key, index + 1, result.recv_buffer_mmapped)
+        for key, results in outcome.throughput.items()
+        for index, result in enumerate(results)
+        if result.recv_buffer_mmapped is not None
+    ]
+    hit = [f"{key} run {number}" for key, number, mmapped in probed if mmapped]
+    if not probed:
+        return []
+    primed = not outcome.config.get("no_malloc_prime")
+    how = (
+        "Every benchmark process first frees one 512 KiB block (`--no-malloc-prime` skips "
+        "it), which settles glibc's dynamic mmap threshold so that asyncio's 256 KiB per-read "
+        "receive buffers come from the heap, as in a long-running process"
+        if primed
+        else "Processes were not primed (`--no-malloc-prime`)"
+    )
+    return [
+        f"**Allocator:** {how}. Default-loop runs whose read buffers were still served by "
+        f"mmap / mremap / munmap (about 15 µs of CPU per lookup more; whether a process is "
+        f"in that mode depends on its allocation history, not on the contender): {len(hit)} "
+        f"of {len(probed)} ({', '.join(hit) if hit else 'none'}). uvloop reads into a buffer "
+        "of its own.",
+        "",
+    ]
+
+
+def loops_section(outcome: Outcome, args: argparse.Namespace) -> list[str]:
+    if not outcome.loops:
+        return []
+    rows = [
+        [
+            r.label,
+            f"{r.asyncio_us:.1f}",
+            f"{r.uvloop_us:.1f}",
+            f"{r.gain_median:.3f}x",
+            f"{r.gain_q1:.3f} - {r.gain_q3:.3f}",
+        ]
+        for r in outcome.loops
+    ]
+    return [
+        f"## uvloop, paired in one process: CPU per lookup, {args.loops_rounds} rounds of "
+        f"{args.loops_n:,} lookups",
+        "",
+        "One process runs each client on a fresh default event loop (`asyncio.run`) and on a "
+        "fresh uvloop (`uvloop.run`) in turn, round after round (pool opened and warmed, then "
+        "timed); each round's default-loop CPU per lookup ÷ its uvloop CPU per lookup is that "
+        "round's gain. The raw pool's gain is what uvloop can do for any aiohttp client here: "
+        "uvloop replaces the event loop and the socket transports, not aiohttp's own "
+        "request/response code, which is most of the CPU per lookup "
+        "(`python -m benchmarks profile`).",
+        "",
+        table(
+            ["client", "default loop µs", "uvloop µs", "gain (median)", "gain (IQR)"],
+            rows,
+        ),
+        "",
+    ]
+
+
 def targets_section(
     summaries: dict[str, Summary], outcome: Outcome, args: argparse.Namespace
 ) -> list[str]:
@@ -463,6 +556,20 @@ def targets_section(
             "SDK on uvloop ≥ 1.25x default loop",
             ratio(sdk_uv.rate, sdk.rate),
             sdk_uv.rate >= 1.25 * sdk.rate,
+        )
+    loops = {r.key: r for r in outcome.loops}
+    if "sdk" in loops:
+        gain = loops["sdk"].gain_median
+        add(
+            "SDK on uvloop ≥ 1.25x default loop, paired in one process (CPU per lookup)",
+            f"{gain:.3f}x",
+            gain >= 1.25,
+        )
+    if "raw" in loops:
+        add(
+            "context: raw aiohttp + msgspec on uvloop ÷ default loop, paired (the ceiling)",
+            f"{loops['raw'].gain_median:.3f}x",
+            None,
         )
     if len(outcome.scaling) >= 2:
         peaks = [r.rss_peak_mb for r in outcome.scaling]
@@ -503,6 +610,7 @@ def dump_json(path: Path, outcome: Outcome) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     command = " ".join(["python -m benchmarks", *args.argv])
+    apply_malloc_option(args)
     sections = set(args.only or SECTIONS)
     outcome = Outcome(config={k: v for k, v in vars(args).items() if k not in ("func", "argv")})
     names = list(args.contenders or DEFAULT_CONTENDERS)
@@ -510,7 +618,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = entries(names, args.compare_sdk, outcome.skipped) if "throughput" in sections else []
     failure: BaseException | None = None
     try:
-        if sections & {"throughput", "paired", "scaling"}:
+        if sections & {"throughput", "paired", "loops", "scaling"}:
             with serve(args.server) as server:
                 outcome.server = server.description
                 log(f"server: {server.description}")
@@ -518,6 +626,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     run_throughput(args, server, runs, outcome)
                 if "paired" in sections:
                     run_paired(args, server, outcome)
+                if "loops" in sections:
+                    run_loops_section(args, server, outcome)
                 if "scaling" in sections:
                     run_scaling(args, server, outcome)
         if "latency" in sections:
@@ -602,6 +712,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from .ab import run_ab
 
     compare = compare_trees(args.compare_sdk)
+    apply_malloc_option(args)
     with serve(args.server) as server:
         log(f"server: {server.description}")
         log(f"ab: {args.rounds} rounds x {args.per_round:,} lookups per tree, in one process")
@@ -672,6 +783,24 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def malloc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-malloc-prime",
+        action="store_true",
+        help="do not free a 512 KiB block first in each benchmark process (then the default "
+        "loop's 256 KiB read buffers may cost an mmap per read, by chance: see README)",
+    )
+
+
+def apply_malloc_option(args: argparse.Namespace) -> None:
+    """Prime this process (the paired sections run here) and, through the environment, the
+    workers; or ask the workers not to."""
+    if args.no_malloc_prime:
+        os.environ[NO_MALLOC_PRIME_ENV] = "1"
+    else:
+        prime_malloc()
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -722,6 +851,12 @@ def parser() -> argparse.ArgumentParser:
         "--paired-rounds", type=_positive_int, help="rounds of the in-process SDK/raw pairing (20)"
     )
     run.add_argument("--paired-n", type=_positive_int, help="lookups per paired round (3000)")
+    run.add_argument(
+        "--loops-rounds",
+        type=_positive_int,
+        help="rounds of the in-process default loop / uvloop pairing (10)",
+    )
+    run.add_argument("--loops-n", type=_positive_int, help="lookups per loops turn (3000)")
     run.add_argument("--latency", type=float, default=0.05, help="added server latency, s (0.05)")
     run.add_argument(
         "--latency-n",
@@ -745,6 +880,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"write the markdown to PATH (default {RESULTS_PATH.relative_to(ROOT)})",
     )
     run.add_argument("--json", metavar="PATH", help="dump every raw measurement as JSON")
+    malloc_option(run)
     run.set_defaults(func=cmd_run)
 
     profile = commands.add_parser("profile", help="profile the SDK lookup path")
@@ -777,6 +913,7 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("--rounds", type=_positive_int, default=30, help="paired rounds (30)")
     ab.add_argument("--per-round", type=_positive_int, default=3000, help="lookups (3000)")
     ab.add_argument("--concurrency", "-c", type=_positive_int, default=64)
+    malloc_option(ab)
     ab.set_defaults(func=cmd_ab)
 
     decode = commands.add_parser("decode", help="the decode micro-benchmark alone")
@@ -803,6 +940,8 @@ DEFAULTS: Final[dict[str, Any]] = {
     "decode_min_time": 0.2,
     "paired_rounds": 20,
     "paired_n": 3000,
+    "loops_rounds": 10,
+    "loops_n": 3000,
 }
 SMOKE_DEFAULTS: Final[dict[str, Any]] = {
     "n": 300,
@@ -815,6 +954,8 @@ SMOKE_DEFAULTS: Final[dict[str, Any]] = {
     "decode_min_time": 0.01,
     "paired_rounds": 2,
     "paired_n": 200,
+    "loops_rounds": 1,
+    "loops_n": 200,
 }
 
 

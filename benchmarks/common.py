@@ -74,6 +74,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
+#: Environment variable: set (to anything) to make worker processes skip :func:`prime_malloc`.
+NO_MALLOC_PRIME_ENV: Final = "FREEDOMPAY_BENCH_NO_MALLOC_PRIME"
+
+
+def prime_malloc() -> None:
+    """Free one 512 KiB block at once, so that glibc serves asyncio's read buffers from the heap.
+
+    The default event loop reads every socket with ``recv(256 KiB)``: a fresh 256 KiB bytes
+    object per read, shrunk to what arrived. glibc serves blocks that large with mmap until its
+    dynamic mmap threshold is raised, which happens the first time the process frees an mmapped
+    block it never shrank; until then every read costs an mmap, an mremap and a munmap (about
+    15 µs of CPU per lookup here). When that first happens depends on the process's allocation
+    history, so without this a benchmark process is in one mode or the other by chance, for its
+    whole life. Freeing a 512 KiB block up front puts every process in the steady state of a
+    long-running one, the same for all contenders (uvloop reads into its own buffer either way).
+    """
+    block = bytes(512 * 1024)
+    del block
+
+
 def python() -> str:
     return sys.executable
 
@@ -112,6 +132,10 @@ class WorkerResult:
     first_error: str = ""
     #: the ``freedompay_async`` package the worker imported (shows which tree was measured)
     sdk_file: str = ""
+    #: Default loop only: whether asyncio's 256 KiB per-read receive buffer is served by mmap in
+    #: this process (glibc's dynamic mmap threshold, see ``worker.recv_buffer_mmapped``); None
+    #: when unknown or not applicable.
+    recv_buffer_mmapped: bool | None = None
 
     @property
     def rate(self) -> float:

@@ -174,7 +174,10 @@ def time_steps(*, min_time: float = 0.2, repeats: int = 5) -> list[StepTime]:
         ),
         (
             "transport lookups",
-            lambda: (transport.url(INFO_PATH), transport._client_timeout(default_timeout)),
+            lambda: (
+                transport.url(INFO_PATH),
+                transport._client_timeout(default_timeout, total=False),
+            ),
             None,
             "cached URL + ClientTimeout",
         ),
@@ -190,7 +193,7 @@ def time_steps(*, min_time: float = 0.2, repeats: int = 5) -> list[StepTime]:
         check_identifier(identifier)
         payload = _protocol.encode(InfoRequest(identifier=identifier))
         _ = {"X-JWS-Signature": signer.sign(payload)}
-        transport.url(INFO_PATH), transport._client_timeout(default_timeout)
+        transport.url(INFO_PATH), transport._client_timeout(default_timeout, total=False)
         return _protocol.decode_response(_protocol.INFO, reply, identifier=identifier)
 
     def tuned_all() -> Any:

@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl as ssl_module
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -26,59 +26,82 @@ from .errors import (
 )
 
 _CHUNK: Final = 64 * 1024
-#: ``asyncio.Timeout`` (3.11+) lets us enforce the total limit ourselves (see ``_Deadlines``);
-#: on 3.10 aiohttp's own ``total`` does the job.
-_Timeout: Final[Any] = getattr(asyncio, "Timeout", None)
-_NO_DEADLINE: Final = contextlib.nullcontext()
+#: Long total limits are enforced by ``_Deadlines``, which needs ``Task.uncancel()`` (3.11+).
+#: Short ones, and all of them on 3.10, are aiohttp's own ``total`` (a precise timer per request).
+_COARSE_DEADLINES: Final = sys.version_info >= (3, 11)
 
 
 class _Deadlines:
     """Total time limits of the requests in flight, checked by one timer for all of them.
 
     A per-request timer (aiohttp's ``total``, or ``asyncio.timeout``) costs a timer handle, a
-    heap push and a cancellation for every request: about 5 of the ~65 microseconds of CPU a
-    lookup takes. Limits of :data:`COARSE_TIMEOUT` seconds or more (which aiohttp rounds up to
-    whole seconds anyway) are instead registered here with an unscheduled
-    :class:`asyncio.Timeout`; one shared tick every :data:`DEADLINE_TICK` seconds expires those
-    whose time has come, and ``asyncio.Timeout`` itself then cancels the request and raises
-    :class:`TimeoutError` with the standard library's exact cancellation semantics. Shorter
-    limits get a precise ``asyncio.timeout``.
+    heap push and a cancellation for every request, and ``async with asyncio.Timeout`` two
+    coroutines more: together about 3 of the ~65 microseconds of CPU a lookup takes. Limits of
+    :data:`COARSE_TIMEOUT` seconds or more (which aiohttp rounds up to whole seconds anyway)
+    are instead registered here under the request's task; one shared tick every
+    :data:`DEADLINE_TICK` seconds cancels the tasks whose time has come. Entering and leaving
+    follow :class:`asyncio.Timeout` (3.11) step for step: the task's ``cancelling()`` count is
+    noted on entry; on exit an expired request calls ``uncancel()``, and only when no other
+    cancellation is pending and the request ended in ``CancelledError`` does it become a
+    timeout, so a cancellation from outside stays a cancellation and none is left behind.
+    Shorter limits, and a request nested in another one of the same task (a trace callback
+    calling the client), get aiohttp's precise per-request ``total`` instead.
     """
 
-    __slots__ = ("_active", "_handle", "_loop")
+    __slots__ = ("_active", "_expired", "_handle", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._active: dict[Any, float] = {}
+        #: task -> (its deadline on the loop clock, its ``cancelling()`` count on entry)
+        self._active: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        #: task -> its ``cancelling()`` count on entry, for tasks the tick has cancelled
+        self._expired: dict[asyncio.Task[Any], int] = {}
         self._handle: asyncio.TimerHandle | None = None
 
-    def new(self, total: float) -> Any:
-        """An :class:`asyncio.Timeout` to enter at once, enforcing ``total`` seconds.
+    def enter(self, total: float) -> asyncio.Task[Any] | None:
+        """Register the current task's request for ``total`` seconds; return the task.
 
-        A coarse one is registered right away: nothing can run between this call and the
-        caller's ``async with`` (entering does not suspend), so the tick only ever sees it
-        entered. The caller must :meth:`forget` it when its block ends.
+        Call it from a task running on this registry's event loop. ``None`` means "not here":
+        the caller then uses aiohttp's precise ``total``. Nothing
+        may run between this call and the caller's ``try`` (no ``await``), and the caller
+        must call :meth:`leave` when its request ends, however it ends.
         """
-        loop = self._loop
         if total < COARSE_TIMEOUT:
-            return _Timeout(loop.time() + total)
-        deadline = _Timeout(None)
-        self._active[deadline] = loop.time() + total
+            return None
+        # The caller (``send``) has checked that this is our loop: naming it spares
+        # current_task() a get_running_loop() (a getpid() system call on 3.11).
+        task = asyncio.current_task(self._loop)
+        if task is None or task in self._active or task in self._expired:
+            return None
+        loop = self._loop
+        untyped: Any = task  # Task.cancelling() and uncancel() are 3.11+, where this is used
+        self._active[task] = (loop.time() + total, untyped.cancelling())
         if self._handle is None:
             self._handle = loop.call_later(DEADLINE_TICK, self._tick)
-        return deadline
+        return task
 
-    def forget(self, deadline: Any) -> None:
-        self._active.pop(deadline, None)
+    def leave(self, task: asyncio.Task[Any]) -> bool:
+        """The request of ``task`` has ended. True when its deadline expired and the
+        cancellation that ended it was the deadline's alone (``asyncio.Timeout.__aexit__``)."""
+        if self._active.pop(task, None) is not None:
+            return False
+        cancelling = self._expired.pop(task, None)
+        if cancelling is None:  # closed meanwhile
+            return False
+        untyped: Any = task
+        pending: int = untyped.uncancel()
+        return pending <= cancelling
 
     def _tick(self) -> None:
         self._handle = None
         now = self._loop.time()
-        expired = [deadline for deadline, when in self._active.items() if when <= now]
-        for deadline in expired:
-            del self._active[deadline]
-            deadline.reschedule(now)  # asyncio.Timeout cancels the request's task for us
-        if self._active:
+        active = self._active
+        expired = [task for task, (when, _) in active.items() if when <= now]
+        for task in expired:
+            _, cancelling = active.pop(task)
+            self._expired[task] = cancelling
+            task.cancel()  # asyncio.Timeout._on_timeout
+        if active:
             self._handle = self._loop.call_later(DEADLINE_TICK, self._tick)
 
     def close(self) -> None:
@@ -86,6 +109,7 @@ class _Deadlines:
             self._handle.cancel()
             self._handle = None
         self._active.clear()
+        self._expired.clear()
 
 
 class AiohttpTransport:
@@ -120,6 +144,7 @@ class AiohttpTransport:
         self._closed = False
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self._precise_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
         self._deadlines: _Deadlines | None = None
         # Nearly every request uses the client's one Timeout: skip hashing it each time.
         self._last_timeout: Timeout | None = None
@@ -159,7 +184,7 @@ class AiohttpTransport:
                 auto_decompress=True,
             )
         self._loop = loop
-        self._deadlines = _Deadlines(loop) if _Timeout is not None else None
+        self._deadlines = _Deadlines(loop) if _COARSE_DEADLINES else None
         return self._session
 
     def _check_loop(self) -> aiohttp.ClientSession:
@@ -181,15 +206,20 @@ class AiohttpTransport:
             url = self._urls[path] = self._base_url.join(URL(path))
         return url
 
-    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
-        if timeout is self._last_timeout:
-            return self._last_client_timeout
+    def _client_timeout(self, timeout: Timeout, *, total: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for ``timeout``: connect and read always, and the total limit
+        too when ``total`` is true (that is, when ``_Deadlines`` does not enforce it)."""
+        if total:
+            precise = self._precise_timeouts.get(timeout)
+            if precise is None:
+                precise = self._precise_timeouts[timeout] = aiohttp.ClientTimeout(
+                    total=timeout.total, connect=timeout.connect, sock_read=timeout.read
+                )
+            return precise
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
-                total=timeout.total if _Timeout is None else None,
-                connect=timeout.connect,
-                sock_read=timeout.read,
+                total=None, connect=timeout.connect, sock_read=timeout.read
             )
         self._last_timeout, self._last_client_timeout = timeout, client_timeout
         return client_timeout
@@ -206,28 +236,41 @@ class AiohttpTransport:
             headers = {**self._request_headers, **headers}
         total = timeout.total
         deadlines = self._deadlines
-        deadline: Any = _NO_DEADLINE if total is None or deadlines is None else deadlines.new(total)
+        coarse = None if total is None or deadlines is None else deadlines.enter(total)
+        if coarse is not None and timeout is self._last_timeout:
+            client_timeout = self._last_client_timeout  # nearly every request: the client's
+        else:
+            client_timeout = self._client_timeout(timeout, total=coarse is None)
+        expired = False
         try:
-            async with deadline:
-                try:
-                    async with session.post(
-                        self._urls.get(path) or self.url(path),
-                        data=body,
-                        headers=headers,
-                        timeout=self._client_timeout(timeout),
-                        allow_redirects=False,
-                    ) as response:
-                        status = response.status
-                        if status < 400:
-                            length = response.content_length
-                            if length is not None and length <= self._max_response_bytes:
-                                return status, await response.read(), None  # the common case
-                            return status, await self._read(response), None
-                        retry_after = response.headers.get("Retry-After")
-                        return status, await self._read(response), retry_after
-                finally:
-                    if deadlines is not None:
-                        deadlines.forget(deadline)
+            try:
+                async with session.post(
+                    self._urls.get(path) or self.url(path),
+                    data=body,
+                    headers=headers,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+                    if status < 400:
+                        length = response.content_length
+                        if length is not None and length <= self._max_response_bytes:
+                            return status, await response.read(), None  # the common case
+                        return status, await self._read(response), None
+                    retry_after = response.headers.get("Retry-After")
+                    return status, await self._read(response), retry_after
+            finally:
+                if coarse is not None and deadlines is not None:
+                    expired = deadlines.leave(coarse)
+        except asyncio.CancelledError as exc:
+            if not expired:
+                raise
+            # What asyncio.Timeout raises when it expires: TimeoutError from the cancellation.
+            timed_out = TimeoutError()
+            timed_out.__cause__ = exc
+            raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from (
+                timed_out
+            )
         except TimeoutError as exc:
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
         except aiohttp.ClientError as exc:

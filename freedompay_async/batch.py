@@ -55,7 +55,15 @@ import asyncio
 import collections
 import contextlib
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sized,
+)
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, overload
@@ -359,7 +367,15 @@ class _Channel:
     (anyio's ``receive`` starts with a checkpoint): this is on the path of every result.
     """
 
-    __slots__ = ("_getter", "_items", "_max_size", "_putters", "_receiver_closed", "_sender_closed")
+    __slots__ = (
+        "_getter",
+        "_items",
+        "_max_size",
+        "_putters",
+        "_receiver_closed",
+        "_sender_closed",
+        "open",
+    )
 
     def __init__(self, max_size: int) -> None:
         self._items: collections.deque[Any] = collections.deque()
@@ -368,6 +384,8 @@ class _Channel:
         self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._sender_closed = False
         self._receiver_closed = False
+        #: Neither side has closed: one flag for the workers' inline fast path (``_Runner._work``).
+        self.open = True
 
     # -- the workers' side ----------------------------------------------------------------
 
@@ -405,6 +423,7 @@ class _Channel:
 
     def close_sender(self) -> None:
         self._sender_closed = True
+        self.open = False
         getter = self._getter
         if getter is not None and not getter.done():
             getter.set_result(None)
@@ -438,6 +457,7 @@ class _Channel:
     def close_receiver(self) -> None:
         """The consumer has gone: drop what is queued and fail every sender."""
         self._receiver_closed = True
+        self.open = False
         self._items.clear()
         while self._putters:
             self._wake_putter()
@@ -482,7 +502,6 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         self._async_iterator: AsyncIterator[ItemT] | None = None
         self._pull_lock: anyio.Lock | None = None
         self._exhausted = False
-        self._workers = 0
         self._task_group: TaskGroup | None = None
         self._send: _Channel | None = None
         #: The first exception that stopped the batch (raised to the consumer at the end).
@@ -501,8 +520,15 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
     async def run(self, send: _Channel) -> None:
         self._send = send
         try:
+            # The whole pool at once (a sized input needs no more workers than items): a task
+            # starts in the event loop's next round, so a pool that grew a worker per item
+            # taken would run short-handed for its first `concurrency` rounds. A worker that
+            # finds the input exhausted ends at once.
+            workers = self._concurrency
             try:
                 items = self._items
+                if isinstance(items, Sized):
+                    workers = max(1, min(workers, len(items)))
                 if isinstance(items, AsyncIterable):
                     self._async_iterator = items.__aiter__()
                     self._pull_lock = anyio.Lock()
@@ -513,13 +539,13 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 return
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                self._spawn()
+                for _ in range(workers):
+                    self._spawn()
         finally:
             send.close_sender()  # the consumer sees the end once the queue is drained
 
     def _spawn(self) -> None:
         assert self._task_group is not None
-        self._workers += 1
         self._task_group.start_soon(self._work)
 
     def _fail(self, exc: BaseException, *, cancel: bool = True) -> None:
@@ -563,7 +589,9 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         last_bin = _LatencyHistogram._BINS - 1
         send = self._send
         assert send is not None
-        send_nowait = send.send_nowait
+        # _Channel.send_nowait, inline: a deque append, and a wake-up if the consumer waits.
+        queue = send._items
+        max_size = send._max_size
         window = self._window
         limiter = self._limiter
         iterator = self._iterator
@@ -591,8 +619,6 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 break
             index = stats.started
             stats.started = index + 1
-            if self._workers < self._concurrency:
-                self._spawn()
             if limiter is not None:
                 # After the pull, so that no worker sleeps for a slot once the input is done.
                 await limiter.wait()
@@ -617,11 +643,14 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 counts[0] += 1
 
             payload = result if window is None else (index, result)
+            if send.open and len(queue) < max_size:
+                queue.append(payload)
+                getter = send._getter
+                if getter is not None and not getter.done():
+                    getter.set_result(None)
+                continue
             try:
-                try:
-                    send_nowait(payload)
-                except anyio.WouldBlock:
-                    await send.send(payload)
+                await send.send(payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return  # the consumer has gone (the batch is being dropped)
         if window is not None:
@@ -669,6 +698,8 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         self._next_progress = 0.0
         self._task: asyncio.Task[None] | None = None
         self._channel: _Channel | None = None
+        #: ``__anext__`` may take its fast path: results unordered, no progress callback.
+        self._fast = not ordered and on_progress is None
         self._reorder: dict[int, BatchResult[ItemT, ValueT, ErrorT]] = {}
         self._next_index = 0
         self._closed = False
@@ -748,6 +779,19 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         return self
 
     async def __anext__(self) -> BatchResult[ItemT, ValueT, ErrorT]:
+        # The common case first, inline: a successful result is waiting (results unordered, no
+        # progress callback). Everything else takes the general path below.
+        channel = self._channel
+        if self._fast and channel is not None and not self._closed:
+            queue = channel._items
+            if queue and queue[0]._error is None:
+                result: BatchResult[ItemT, ValueT, ErrorT] = queue.popleft()
+                if channel._putters:
+                    channel._wake_putter()
+                stats = self.stats
+                stats.done += 1
+                stats.ok += 1
+                return result
         if self._task is None:
             if self._closed:
                 raise StopAsyncIteration
@@ -758,7 +802,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         try:
             if not self._ordered:
                 try:
-                    result: BatchResult[ItemT, ValueT, ErrorT] = receive.receive_nowait()
+                    result = receive.receive_nowait()
                 except anyio.WouldBlock:
                     result = await receive.receive()
             else:

@@ -297,6 +297,40 @@ async def test_concurrency_cap_counted_in_the_calls() -> None:
     assert peak == 7
 
 
+async def test_the_pool_fills_in_one_loop_round() -> None:
+    started = 0
+    release = asyncio.Event()
+
+    async def held(x: int) -> int:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return x
+
+    async with amap(held, iter(range(1000)), concurrency=50) as results:
+        consumer = asyncio.ensure_future(results.__anext__())
+        for _ in range(3):  # the runner starts, spawns the pool, the workers take an item each
+            await asyncio.sleep(0)
+        assert started == 50
+        release.set()
+        assert (await consumer).ok
+        assert len([r async for r in results]) == 999
+
+
+async def test_a_short_sized_input_gets_no_idle_workers() -> None:
+    tasks: list[int] = []
+
+    async def count_tasks(x: int) -> int:
+        tasks.append(len(asyncio.all_tasks()))
+        await asyncio.sleep(0)
+        return x
+
+    async with amap(count_tasks, [1, 2, 3], concurrency=64) as results:
+        assert sorted([r.value async for r in results]) == [1, 2, 3]
+    # This test's task, the runner, and one worker per item: the pool is sized by len().
+    assert max(tasks) == 1 + 1 + 3
+
+
 async def test_rate_limit_holds_over_two_seconds() -> None:
     rate = 100
     starts: list[float] = []

@@ -182,6 +182,8 @@ async def test_stalls_become_request_timeout_errors(fake: FakeFreedomPay) -> Non
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.attempts == 3
     assert fake.stats.faults == {"stall": 3}
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # no cancellation left behind
 
 
 async def test_read_timeout_is_separate_from_total(fake: FakeFreedomPay) -> None:
@@ -481,6 +483,63 @@ async def test_cancelling_a_call_under_a_coarse_limit_is_a_cancellation_not_a_ti
         assert deadlines._active == {}
         await asyncio.sleep(0.4)  # past the deadline: the tick must not touch anything
         assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
+@needs_asyncio_timeout
+@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_a_coarse_timeout_leaves_no_cancellation_behind(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0))
+    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
+        with pytest.raises(RequestTimeoutError) as caught:
+            await client.wallets.info("user-1")
+        # Chained like asyncio.Timeout's own: TimeoutError from the cancellation.
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        assert isinstance(caught.value.__cause__.__cause__, asyncio.CancelledError)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await asyncio.sleep(0.01)  # this task goes on undisturbed
+        deadlines = client._transport._deadlines
+        assert deadlines is not None and deadlines._active == {} and deadlines._expired == {}
+
+
+@needs_asyncio_timeout
+@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_a_cancellation_racing_the_coarse_deadline_stays_a_cancellation(
+    fake: FakeFreedomPay,
+) -> None:
+    fake.inject_faults(Faults(stall_rate=1.0))
+    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
+        task = asyncio.create_task(client.wallets.info("user-1"))
+        while fake.stats.in_flight == 0:
+            await asyncio.sleep(0.005)
+        deadlines = client._transport._deadlines
+        assert deadlines is not None and len(deadlines._active) == 1
+        # The caller cancels, and the deadline expires in the same loop round.
+        task.cancel()
+        deadlines._active = {
+            t: (0.0, cancelling) for t, (_, cancelling) in deadlines._active.items()
+        }
+        deadlines._tick()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert deadlines._active == {} and deadlines._expired == {}
+        assert task.cancelling() == 1  # the caller's cancellation, and only it, is still counted
+
+
+@needs_asyncio_timeout
+async def test_a_nested_request_of_the_same_task_gets_a_precise_timer(
+    fake: FakeFreedomPay,
+) -> None:
+    async with fake.client() as client:
+        await client.wallets.info("user-1")  # opens the session and the deadline registry
+        deadlines = client._transport._deadlines
+        assert deadlines is not None
+        task = deadlines.enter(30.0)
+        assert task is asyncio.current_task()
+        assert deadlines.enter(30.0) is None  # already registered: not twice under one key
+        assert deadlines.enter(1.0) is None  # short limits always get a timer of their own
+        assert not deadlines.leave(task)
+        assert deadlines._active == {}
 
 
 @needs_asyncio_timeout
