@@ -446,8 +446,8 @@ async def test_poll_arguments_are_checked_before_redis(
 
 async def test_run_worker_arguments_are_checked(config: QueueConfig) -> None:
     async with FakeFreedomPay() as fake:
-        for options in ({"concurrency": 0}, {"shards": 0}, {"grace": -1}):
-            with pytest.raises(ValueError, match=r"concurrency|shards|grace"):
+        for options in ({"concurrency": 0}, {"shards": 0}, {"grace": -1}, {"rate_limit": 0}):
+            with pytest.raises(ValueError, match=r"concurrency|shards|grace|rate_limit"):
                 await run_worker(config, fake.client, **options)
 
 
@@ -517,3 +517,17 @@ async def test_a_shard_that_always_fails_is_reported_not_redelivered_forever(
     assert run.stats.redelivered == 2 * (_worker.MAX_ATTEMPTS - 1)
     assert stats.handed_back == 2 * (_worker.MAX_ATTEMPTS - 1)
     assert fake.stats.requests == 0
+
+
+async def test_rate_limit_caps_the_whole_worker_not_each_shard(config: QueueConfig) -> None:
+    # 30 requests/s for the process, 2 shards at once: 30 lookups cannot take much under a
+    # second (each shard gets 15/s). A per-shard cap would let them through in half that.
+    async with FakeFreedomPay(wallets=30) as fake:
+        async with workers(config, fake, 1, shards=2, rate_limit=30) as tasks:
+            async with Producer(config) as producer, producer.poll(ids(30), shard_size=15) as run:
+                started = asyncio.get_running_loop().time()
+                rows = await collect(run)
+                elapsed = asyncio.get_running_loop().time() - started
+    assert_each_once(rows, ids(30))
+    assert elapsed >= 0.8
+    assert tasks[0].result().shards == 2

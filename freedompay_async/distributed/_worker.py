@@ -167,7 +167,8 @@ async def run_worker(
 
     One client (``client_factory()``, entered here and closed on return) serves every shard of
     this process. ``shards`` shards run at once, each with ``info_many(concurrency=...)``, so up
-    to ``shards * concurrency`` requests are in flight (``rate_limit`` is per shard).
+    to ``shards * concurrency`` requests are in flight. ``rate_limit`` (requests per second) caps
+    the whole process: each of the ``shards`` slots gets an equal part of it.
 
     Stopping: once ``stop`` is set the worker takes no new shard, lets the shards in flight
     finish for up to ``grace`` seconds, then cancels the rest. A cancelled or failed shard is
@@ -182,6 +183,12 @@ async def run_worker(
         raise ValueError("shards must be an int of at least 1")
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
         raise ValueError("grace must be a number of seconds, 0 or more")
+    if rate_limit is not None and (
+        isinstance(rate_limit, bool)
+        or not isinstance(rate_limit, (int, float))
+        or not 0 < rate_limit < float("inf")
+    ):
+        raise ValueError("rate_limit must be a positive number of requests per second, or None")
     stop = stop if stop is not None else asyncio.Event()
     consumer = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     broker = ShardBroker(config, prefetch=1, consumer_name=consumer)
@@ -194,7 +201,7 @@ async def run_worker(
             RunStore(redis, config.keys),
             broker,
             concurrency=concurrency,
-            rate_limit=rate_limit,
+            rate_limit=None if rate_limit is None else rate_limit / shards,
         )
 
         # taskiq wants a plain function (it renames it): one per worker, bound to this task.
