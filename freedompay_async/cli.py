@@ -696,12 +696,19 @@ def _poll_distributed(args: argparse.Namespace) -> int:
                     )
                     return run
 
+                def fraction(stats: Tally) -> float | None:
+                    # The input is read up to --window shards ahead of the rows: scale what
+                    # was read by how much of what was queued has come back.
+                    read = ids.fraction(stats)
+                    queued = getattr(stats, "ids", 0)
+                    return None if read is None or not queued else read * stats.done / queued
+
                 return await drain(
                     producer,
                     rows,
                     identifiers,
                     writer,
-                    ids.fraction,
+                    fraction,
                     _progress_stream(),
                     errors=(RedisError, SendTaskError),
                 )

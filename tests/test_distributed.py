@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import re
 import signal
@@ -36,11 +37,6 @@ from freedompay_async.distributed import (
 )
 from freedompay_async.distributed._sink import BEGIN_DONE, BEGIN_GONE, RunStore
 from freedompay_async.testing import FakeFreedomPay, RedisServer
-
-pytestmark = pytest.mark.filterwarnings(
-    # taskiq's receiver logs the cancellation of a stopped shard as an error; it is expected
-    "ignore::pytest.PytestUnraisableExceptionWarning"
-)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +212,7 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
 
 
 async def test_stop_without_grace_hands_the_shard_back_at_once(
-    config: QueueConfig, redis: Redis
+    config: QueueConfig, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     wanted = ids(200)
     async with FakeFreedomPay(wallets=200, latency=0.02) as fake, Producer(config) as producer:
@@ -230,6 +226,8 @@ async def test_stop_without_grace_hands_the_shard_back_at_once(
             stopped = await first
             assert stopped.handed_back == 1 and stopped.shards == 0
             assert stopped.errors == {"CancelledError": 1}
+            # A stop is no error: no traceback logged for the cancelled shard.
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
             # Back on the stream at once (not after the lease): nobody holds it.
             pending = await redis.xpending(config.keys.shards, config.keys.group)
             assert pending["pending"] == 0

@@ -195,6 +195,10 @@ async def run_worker(
     broker.is_worker_process = True
     redis: Redis = Redis(connection_pool=broker.connection_pool)
     async with contextlib.AsyncExitStack() as stack:
+        receiver_log = logging.getLogger("taskiq.receiver.receiver")
+        quiet = _QuietCancellation()
+        receiver_log.addFilter(quiet)
+        stack.callback(receiver_log.removeFilter, quiet)
         client = await stack.enter_async_context(client_factory())
         task = _ShardTask(
             client,
@@ -250,6 +254,15 @@ async def run_worker(
         finally:
             await _cancel_all(task.running)
     return task.stats
+
+
+class _QuietCancellation(logging.Filter):
+    """taskiq's receiver logs a task that was cancelled as an error, with a traceback; a shard
+    cancelled because its worker stops is no error (the worker has said it put it back)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
 
 
 def _connection_trouble(exc: BaseException) -> bool:
