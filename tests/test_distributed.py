@@ -529,3 +529,10 @@ async def test_rate_limit_caps_the_whole_worker_not_each_shard(config: QueueConf
     assert_each_once(rows, ids(30))
     assert elapsed >= 0.8
     assert tasks[0].result().shards == 2
+
+
+async def test_an_empty_input_is_an_empty_run(config: QueueConfig, redis: Redis) -> None:
+    async with Producer(config) as producer, producer.poll([]) as run:
+        rows = await collect(run)
+    assert rows == [] and run.stats.shards == 0 and run.stats.done == 0
+    assert await redis.keys(f"{config.namespace}:run:*") == []
