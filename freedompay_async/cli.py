@@ -39,7 +39,7 @@ import msgspec
 
 from . import _config
 from ._client import FreedomPayClient
-from ._rows import COLUMNS, Row, WalletResult, to_row
+from ._rows import COLUMNS, Row, to_row
 from ._version import __version__
 from .batch import DEFAULT_CONCURRENCY, Batch, BatchStats
 from .errors import AuthenticationError, FreedomPayError
@@ -95,8 +95,7 @@ class Writer(Protocol):
         """True when rows go to a terminal (the progress line is cleared before each one)."""
         ...
 
-    def write(self, result: WalletResult) -> None: ...
-    def write_row(self, row: Row) -> None: ...
+    def write(self, row: Row) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -111,10 +110,7 @@ class JsonlWriter:
         self._encoder = msgspec.json.Encoder(decimal_format="string")
         self._buffer = bytearray()
 
-    def write(self, result: WalletResult) -> None:
-        self.write_row(to_row(result))
-
-    def write_row(self, row: Row) -> None:
+    def write(self, row: Row) -> None:
         buffer = self._buffer
         self._encoder.encode_into(row, buffer)
         buffer.extend(b"\n")
@@ -140,10 +136,7 @@ class CsvWriter:
         self._csv = csv.writer(self._text, lineterminator="\n")
         self._csv.writerow(COLUMNS)
 
-    def write(self, result: WalletResult) -> None:
-        self.write_row(to_row(result))
-
-    def write_row(self, row: Row) -> None:
+    def write(self, row: Row) -> None:
         self._csv.writerow(
             [
                 row.identifier,
@@ -182,14 +175,11 @@ class SampleWriter:
     def interactive(self) -> bool:
         return self._left > 0 and self._inner.interactive
 
-    def write(self, result: WalletResult) -> None:
-        self.write_row(to_row(result))
-
-    def write_row(self, row: Row) -> None:
+    def write(self, row: Row) -> None:
         self.written += 1
         if self._left > 0:
             self._left -= 1
-            self._inner.write_row(row)
+            self._inner.write(row)
 
     def flush(self) -> None:
         self._inner.flush()
@@ -518,7 +508,7 @@ async def drain(
                         async for row in rows:
                             if writer.interactive:
                                 progress.clear()  # rows and the status line share the screen
-                            writer.write_row(row)
+                            writer.write(row)
                             if row.error == AUTHENTICATION_ERROR:
                                 problem = (
                                     f"the API refused the credentials (HTTP {row.http_status}); "

@@ -354,7 +354,7 @@ def test_sample_writer_prints_a_few_rows_and_then_leaves_the_terminal_to_progres
     results = [BatchResult(f"w-{i}", error=FreedomPayError("down")) for i in range(5)]
     assert writer.interactive
     for result in results:
-        writer.write(result)
+        writer.write(cli.to_row(result))
     assert not writer.interactive  # the progress line is no longer cleared for each row
     assert writer.written == 5
     rows = [json.loads(line) for line in screen.getvalue().splitlines()]
