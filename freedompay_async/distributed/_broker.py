@@ -116,7 +116,8 @@ class ShardBroker(RedisStreamBroker):
         self._held: dict[str, _Delivery] = {}  # task id -> delivery, until settled
         self._by_message: dict[bytes, _Delivery] = {}
         self._renewer: asyncio.Task[None] | None = None
-        self._redis: Redis = Redis(connection_pool=self.connection_pool)
+        #: A client over the broker's pool, for the producer's and workers' other commands.
+        self.redis: Redis = Redis(connection_pool=self.connection_pool)
         self._rounds: list[asyncio.Future[list[StreamEntry]]] = []
         self._next_reclaim = 0.0
 
@@ -144,7 +145,7 @@ class ShardBroker(RedisStreamBroker):
             for delivery in list(self._by_message.values()):
                 await self._hand_back(delivery)
         finally:
-            await self._redis.aclose()
+            await self.redis.aclose()
             await super().shutdown()
 
     # -- delivery ---------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class ShardBroker(RedisStreamBroker):
     async def _read_round(self) -> list[StreamEntry]:
         """New messages (waiting up to the block time), else, every third of a lease, those
         whose worker stopped renewing them."""
-        redis = self._redis
+        redis = self.redis
         fetched = await redis.xreadgroup(
             self.consumer_group_name,
             self.consumer_name,
@@ -227,7 +228,7 @@ class ShardBroker(RedisStreamBroker):
             return
         delivery.settled = True
         self._by_message.pop(delivery.message_id, None)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.queue_name, self.consumer_group_name, delivery.message_id)
             pipe.xdel(self.queue_name, delivery.message_id)
             await pipe.execute()
@@ -249,7 +250,7 @@ class ShardBroker(RedisStreamBroker):
         delivery.settled = True  # whatever happens next, never acknowledge it
         self._by_message.pop(delivery.message_id, None)
         try:
-            await self._redis.eval(
+            await self.redis.eval(
                 _HAND_BACK,
                 1,
                 self.queue_name,
@@ -275,7 +276,7 @@ class ShardBroker(RedisStreamBroker):
             if not held:
                 continue
             try:
-                kept = await self._redis.eval(
+                kept = await self.redis.eval(
                     _RENEW,
                     1,
                     self.queue_name,

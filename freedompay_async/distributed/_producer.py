@@ -14,7 +14,6 @@ from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
-from redis.asyncio import Redis
 from taskiq.kicker import AsyncKicker
 
 from .._rows import Row
@@ -127,8 +126,7 @@ class Producer:
             raise TypeError("config must be a QueueConfig")
         self.config = config
         self._broker = ShardBroker(config)
-        self._redis: Redis = Redis(connection_pool=self._broker.connection_pool)
-        self._store = RunStore(self._redis, config.keys)
+        self._store = RunStore(self._broker.redis, config.keys)
         self._kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self._broker, {})
         self._started = False
         self._closed = False
@@ -154,7 +152,6 @@ class Producer:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            await self._redis.aclose()
             await self._broker.shutdown()
 
     def poll(

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from taskiq import Context, TaskiqDepends
 from taskiq.acks import AcknowledgeType
@@ -193,7 +192,6 @@ async def run_worker(
     consumer = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     broker = ShardBroker(config, prefetch=1, consumer_name=consumer)
     broker.is_worker_process = True
-    redis: Redis = Redis(connection_pool=broker.connection_pool)
     async with contextlib.AsyncExitStack() as stack:
         receiver_log = logging.getLogger("taskiq.receiver.receiver")
         quiet = _QuietCancellation()
@@ -202,7 +200,7 @@ async def run_worker(
         client = await stack.enter_async_context(client_factory())
         task = _ShardTask(
             client,
-            RunStore(redis, config.keys),
+            RunStore(broker.redis, config.keys),
             broker,
             concurrency=concurrency,
             rate_limit=None if rate_limit is None else rate_limit / shards,
@@ -217,7 +215,6 @@ async def run_worker(
         broker.register_task(poll_shard, task_name=TASK_NAME)
         await broker.startup()
         stack.push_async_callback(broker.shutdown)
-        stack.push_async_callback(redis.aclose)
         log.info(
             "worker %s listening on %s (%s), %d shards x %d lookups at once",
             consumer,
