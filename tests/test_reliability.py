@@ -9,6 +9,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -444,86 +445,86 @@ def quick_coarse_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_transport, "DEADLINE_TICK", 0.05)
 
 
-@needs_asyncio_timeout
-@pytest.mark.usefixtures("quick_coarse_deadlines")
-async def test_a_coarse_total_limit_fires_within_a_tick(fake: FakeFreedomPay) -> None:
+@pytest.fixture
+async def stalled_client(
+    quick_coarse_deadlines: None, fake: FakeFreedomPay
+) -> AsyncIterator[FreedomPayClient]:
+    """Every request stalls; its total of 0.3 s is a coarse (shared-tick) limit; no retries."""
     fake.inject_faults(Faults(stall_rate=1.0))
     async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(RequestTimeoutError, match=r"total=0\.3s"):
-            await client.wallets.info("user-1")
-        waited = loop.time() - started
-        assert 0.3 <= waited < 0.3 + 0.05 + 0.2  # one tick late at most (plus slack)
-        deadlines = client._transport._deadlines
-        assert deadlines is not None
-        assert deadlines._active == {}
-        fake.clear_faults()
-        # Requests that finish in time are unaffected, and leave nothing registered.
-        infos = await asyncio.gather(*(client.wallets.info(f"user-{i}") for i in range(20)))
-        assert len(infos) == 20
-        assert deadlines._active == {}
+        yield client
 
 
 @needs_asyncio_timeout
-@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_a_coarse_total_limit_fires_within_a_tick(
+    fake: FakeFreedomPay, stalled_client: FreedomPayClient
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RequestTimeoutError, match=r"total=0\.3s"):
+        await stalled_client.wallets.info("user-1")
+    waited = loop.time() - started
+    assert 0.3 <= waited < 0.3 + 0.05 + 0.2  # one tick late at most (plus slack)
+    deadlines = stalled_client._transport._deadlines
+    assert deadlines is not None
+    assert deadlines._active == {}
+    fake.clear_faults()
+    # Requests that finish in time are unaffected, and leave nothing registered.
+    infos = await asyncio.gather(*(stalled_client.wallets.info(f"user-{i}") for i in range(20)))
+    assert len(infos) == 20
+    assert deadlines._active == {}
+
+
+@needs_asyncio_timeout
 async def test_cancelling_a_call_under_a_coarse_limit_is_a_cancellation_not_a_timeout(
-    fake: FakeFreedomPay,
+    fake: FakeFreedomPay, stalled_client: FreedomPayClient
 ) -> None:
-    fake.inject_faults(Faults(stall_rate=1.0))
-    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
-        task = asyncio.create_task(client.wallets.info("user-1"))
-        while fake.stats.in_flight == 0:
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        deadlines = client._transport._deadlines
-        assert deadlines is not None
-        assert deadlines._active == {}
-        await asyncio.sleep(0.4)  # past the deadline: the tick must not touch anything
-        assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+    task = asyncio.create_task(stalled_client.wallets.info("user-1"))
+    while fake.stats.in_flight == 0:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadlines = stalled_client._transport._deadlines
+    assert deadlines is not None
+    assert deadlines._active == {}
+    await asyncio.sleep(0.4)  # past the deadline: the tick must not touch anything
+    assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
 
 
 @needs_asyncio_timeout
-@pytest.mark.usefixtures("quick_coarse_deadlines")
-async def test_a_coarse_timeout_leaves_no_cancellation_behind(fake: FakeFreedomPay) -> None:
-    fake.inject_faults(Faults(stall_rate=1.0))
-    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
-        with pytest.raises(RequestTimeoutError) as caught:
-            await client.wallets.info("user-1")
-        # Chained like asyncio.Timeout's own: TimeoutError from the cancellation.
-        assert isinstance(caught.value.__cause__, TimeoutError)
-        assert isinstance(caught.value.__cause__.__cause__, asyncio.CancelledError)
-        task = asyncio.current_task()
-        assert task is not None and task.cancelling() == 0
-        await asyncio.sleep(0.01)  # this task goes on undisturbed
-        deadlines = client._transport._deadlines
-        assert deadlines is not None and deadlines._active == {} and deadlines._expired == {}
+async def test_a_coarse_timeout_leaves_no_cancellation_behind(
+    stalled_client: FreedomPayClient,
+) -> None:
+    with pytest.raises(RequestTimeoutError) as caught:
+        await stalled_client.wallets.info("user-1")
+    # Chained like asyncio.Timeout's own: TimeoutError from the cancellation.
+    assert isinstance(caught.value.__cause__, TimeoutError)
+    assert isinstance(caught.value.__cause__.__cause__, asyncio.CancelledError)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # this task goes on undisturbed
+    deadlines = stalled_client._transport._deadlines
+    assert deadlines is not None and deadlines._active == {} and deadlines._expired == {}
 
 
 @needs_asyncio_timeout
-@pytest.mark.usefixtures("quick_coarse_deadlines")
 async def test_a_cancellation_racing_the_coarse_deadline_stays_a_cancellation(
-    fake: FakeFreedomPay,
+    fake: FakeFreedomPay, stalled_client: FreedomPayClient
 ) -> None:
-    fake.inject_faults(Faults(stall_rate=1.0))
-    async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
-        task = asyncio.create_task(client.wallets.info("user-1"))
-        while fake.stats.in_flight == 0:
-            await asyncio.sleep(0.005)
-        deadlines = client._transport._deadlines
-        assert deadlines is not None and len(deadlines._active) == 1
-        # The caller cancels, and the deadline expires in the same loop round.
-        task.cancel()
-        deadlines._active = {
-            t: (0.0, cancelling) for t, (_, cancelling) in deadlines._active.items()
-        }
-        deadlines._tick()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert deadlines._active == {} and deadlines._expired == {}
-        assert task.cancelling() == 1  # the caller's cancellation, and only it, is still counted
+    task = asyncio.create_task(stalled_client.wallets.info("user-1"))
+    while fake.stats.in_flight == 0:
+        await asyncio.sleep(0.005)
+    deadlines = stalled_client._transport._deadlines
+    assert deadlines is not None and len(deadlines._active) == 1
+    # The caller cancels, and the deadline expires in the same loop round.
+    task.cancel()
+    deadlines._active = {t: (0.0, cancelling) for t, (_, cancelling) in deadlines._active.items()}
+    deadlines._tick()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deadlines._active == {} and deadlines._expired == {}
+    assert task.cancelling() == 1  # the caller's cancellation, and only it, is still counted
 
 
 @needs_asyncio_timeout
