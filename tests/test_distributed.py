@@ -211,19 +211,24 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.005)
 
 
+async def stop_mid_shard(config: QueueConfig, fake: FakeFreedomPay, grace: float) -> WorkerStats:
+    """Run one worker (one shard at a time, 5 lookups at once) and stop it mid-shard."""
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(config, fake.client, concurrency=5, shards=1, grace=grace, stop=stop)
+    )
+    await wait_for(lambda: fake.stats.requests >= 10)
+    stop.set()
+    return await worker
+
+
 async def test_stop_without_grace_hands_the_shard_back_at_once(
     config: QueueConfig, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     wanted = ids(200)
     async with FakeFreedomPay(wallets=200, latency=0.02) as fake, Producer(config) as producer:
         async with producer.poll(wanted, shard_size=50, window=4) as run:
-            stop = asyncio.Event()
-            first = asyncio.create_task(
-                run_worker(config, fake.client, concurrency=5, shards=1, grace=0, stop=stop)
-            )
-            await wait_for(lambda: fake.stats.requests >= 10)  # mid-shard
-            stop.set()
-            stopped = await first
+            stopped = await stop_mid_shard(config, fake, grace=0)
             assert stopped.handed_back == 1 and stopped.shards == 0
             assert stopped.errors == {"CancelledError": 1}
             # A stop is no error: no traceback logged for the cancelled shard.
@@ -242,13 +247,7 @@ async def test_stop_with_grace_lets_the_shard_in_flight_finish(config: QueueConf
     wanted = ids(200)
     async with FakeFreedomPay(wallets=200, latency=0.02) as fake, Producer(config) as producer:
         async with producer.poll(wanted, shard_size=50, window=4) as run:
-            stop = asyncio.Event()
-            first = asyncio.create_task(
-                run_worker(config, fake.client, concurrency=5, shards=1, grace=30, stop=stop)
-            )
-            await wait_for(lambda: fake.stats.requests >= 10)
-            stop.set()
-            stopped = await first
+            stopped = await stop_mid_shard(config, fake, grace=30)
             assert (stopped.shards, stopped.lookups, stopped.handed_back) == (1, 50, 0)
             async with workers(config, fake, 1, concurrency=50):
                 rows = await collect(run)
