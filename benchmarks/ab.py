@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
-import resource
 import shutil
 import statistics
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .common import AUTH_ID, ROOT, SECRET_KEY, BenchError, identifiers
+from .common import AUTH_ID, ROOT, SECRET_KEY, BenchError, cpu_seconds, identifiers
 from .contenders import Tally, raw_aiohttp, sdk_run
 
 
@@ -36,11 +35,6 @@ class ABResult:
     ratio_median: float
     ratio_q1: float
     ratio_q3: float
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def load_alias(label: str, tree: Path, into: Path) -> ModuleType:
@@ -82,9 +76,9 @@ async def _ab(
                 for round_ in range(rounds):
                     shift = round_ % len(labels)
                     for label in labels[shift:] + labels[:shift]:
-                        before = _cpu()
+                        before = cpu_seconds()
                         tally = await runs[label](identifiers(per_round, modulo=modulo))
-                        cpu[label].append((_cpu() - before) / per_round * 1e6)
+                        cpu[label].append((cpu_seconds() - before) / per_round * 1e6)
                         if tally.failed or tally.ok != per_round:
                             raise BenchError(
                                 f"ab {label}: {tally.failed} failed: {tally.first_error}"

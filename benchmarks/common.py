@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
@@ -92,6 +93,12 @@ def prime_malloc() -> None:
     """
     block = bytes(512 * 1024)
     del block
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, user + system (``getrusage``)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def python() -> str:

@@ -34,7 +34,7 @@ from freedompay_async import FreedomPayClient
 from freedompay_async.distributed import Producer, QueueConfig
 from freedompay_async.testing import RedisServer
 
-from .common import AUTH_ID, SECRET_KEY, child_env, identifiers, python
+from .common import AUTH_ID, SECRET_KEY, child_env, cpu_seconds, identifiers, python
 from .servers import ServerInfo, serve
 
 DEFAULT_WORKERS: Final = (1, 2, 4)
@@ -57,15 +57,10 @@ class Sample:
         return self.cpu * 1000 / self.lookups * 1000
 
 
-def _cpu_seconds(pid: int) -> float:
+def _child_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 @contextlib.contextmanager
@@ -116,7 +111,7 @@ async def _distributed_sample(
     config: QueueConfig, count: int, workers: list[subprocess.Popen[bytes]], args: argparse.Namespace,
     server: ServerInfo,
 ) -> Sample:  # fmt: skip
-    cpu_before = sum(_cpu_seconds(p.pid) for p in workers) + _own_cpu()
+    cpu_before = sum(_child_cpu_seconds(p.pid) for p in workers) + cpu_seconds()
     started = time.perf_counter()
     lookups = 0
     async with Producer(config) as producer:
@@ -127,12 +122,12 @@ async def _distributed_sample(
                     raise RuntimeError(f"lookup failed: {row}")
                 lookups += 1
     seconds = time.perf_counter() - started
-    cpu = sum(_cpu_seconds(p.pid) for p in workers) + _own_cpu() - cpu_before
+    cpu = sum(_child_cpu_seconds(p.pid) for p in workers) + cpu_seconds() - cpu_before
     return Sample(count, seconds, lookups, cpu)
 
 
 async def _local_sample(args: argparse.Namespace, server: ServerInfo) -> Sample:
-    cpu_before = _own_cpu()
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     lookups = 0
     async with FreedomPayClient(auth_id=AUTH_ID, secret_key=SECRET_KEY, base_url=server.url) as c:
@@ -142,7 +137,7 @@ async def _local_sample(args: argparse.Namespace, server: ServerInfo) -> Sample:
                 if not result.ok:
                     raise RuntimeError(f"lookup failed: {result}")
                 lookups += 1
-    return Sample(0, time.perf_counter() - started, lookups, _own_cpu() - cpu_before)
+    return Sample(0, time.perf_counter() - started, lookups, cpu_seconds() - cpu_before)
 
 
 async def _measure(args: argparse.Namespace, redis_url: str, server: ServerInfo) -> list[Sample]:

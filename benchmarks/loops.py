@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import resource
 import statistics
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .common import BenchError, identifiers
+from .common import BenchError, cpu_seconds, identifiers
 from .contenders import CONTENDERS
 
 #: (contender key, its label in the table)
@@ -42,18 +41,13 @@ class LoopGain:
     gain_q3: float
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def _turn(key: str, url: str, *, n: int, warmup: int, concurrency: int, modulo: int) -> float:
     """CPU seconds of ``n`` lookups by ``key`` on the running loop (after a warm-up)."""
     async with CONTENDERS[key].factory(url, concurrency) as run:
         await run(identifiers(warmup, start=10**7, modulo=modulo))
-        before = _cpu()
+        before = cpu_seconds()
         tally = await run(identifiers(n, modulo=modulo))
-        spent = _cpu() - before
+        spent = cpu_seconds() - before
     if tally.failed or tally.ok != n:
         raise BenchError(f"loops {key}: {tally.failed} failed: {tally.first_error}")
     return spent

@@ -17,13 +17,15 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from .common import NO_MALLOC_PRIME_ENV, WorkerResult, WorkerSpec, identifiers, prime_malloc
+from .common import (
+    NO_MALLOC_PRIME_ENV,
+    WorkerResult,
+    WorkerSpec,
+    cpu_seconds,
+    identifiers,
+    prime_malloc,
+)
 from .contenders import CONTENDERS
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def maxrss_mb() -> float:
