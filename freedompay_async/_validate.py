@@ -127,6 +127,16 @@ def check_seconds(value: object, name: str) -> float:
     return float(value)
 
 
+def check_int(value: object, name: str, low: int, high: int | None = None) -> int:
+    """A real ``int`` (not a ``bool``) from ``low`` to ``high`` (no upper bound if ``None``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {bounds}, not {value}")
+    return value
+
+
 def check_flag(value: object, name: str) -> bool:
     """A real ``bool`` (so that ``wait="no"`` is not silently true)."""
     if not isinstance(value, bool):

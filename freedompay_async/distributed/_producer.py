@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 from taskiq.kicker import AsyncKicker
 
 from .._rows import Row
+from .._validate import check_int
 from ._broker import ShardBroker
 from ._keys import QueueConfig, check_run_id, redact_url
 from ._sink import RunStore, ShardRows
@@ -175,8 +176,8 @@ class Producer:
             ttl: seconds the run's keys outlive a producer that stopped touching them.
             on_progress: called with the live :class:`RunStats` as shards come back.
         """
-        _check_int("shard_size", shard_size, 1, 100_000)
-        _check_int("window", window, 1, 100_000)
+        check_int(shard_size, "shard_size", 1, 100_000)
+        check_int(window, "window", 1, 100_000)
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 604_800:
             raise ValueError("ttl must be between 10 seconds and a week")
         run = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex[:16]
@@ -376,10 +377,3 @@ async def _aiter(items: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str
             yield item
             if index % 1024 == 1023:
                 await asyncio.sleep(0)  # a long sync input must not starve the loop
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}")

@@ -21,6 +21,7 @@ from taskiq.receiver import Receiver
 
 from .._client import FreedomPayClient
 from .._rows import Row, to_row
+from .._validate import check_int
 from ..batch import DEFAULT_CONCURRENCY
 from ._broker import ShardBroker
 from ._keys import QueueConfig, check_run_id, redact_url
@@ -176,10 +177,8 @@ async def run_worker(
     worker after the lease (:attr:`QueueConfig.lease`). Cancelling the task that runs this
     function stops at once, in the same way, with no grace.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError("concurrency must be an int of at least 1")
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-        raise ValueError("shards must be an int of at least 1")
+    check_int(concurrency, "concurrency", 1)
+    check_int(shards, "shards", 1)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
         raise ValueError("grace must be a number of seconds, 0 or more")
     if rate_limit is not None and (
