@@ -207,8 +207,17 @@ class Worker:
                 return
             while True:
                 await slots.acquire()  # take a message only when it can start at once
+                # A cancel scope does not interrupt an await whose result is already in hand
+                # (a slot freed, or a message delivered, just before stop()), so the stop is
+                # checked again after each of them: nothing is taken once stop() has been called.
+                if self._stopping.is_set():
+                    slots.release()
+                    return
                 message = await self.broker.receive()  # cancel-safe: nothing is taken if cut
                 self._taken[message.message_id] = message  # no await in between: never lost
+                if self._stopping.is_set():  # delivered as stop() came: hand it straight back
+                    slots.release()
+                    return  # run() nacks what is in self._taken
                 lookups.start_soon(self._settle, message, slots)
 
     async def _end_grace_period(self, lookups: anyio.CancelScope) -> None:
