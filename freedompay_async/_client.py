@@ -89,6 +89,10 @@ class FreedomPayClient:
         _positive_int("max_connections", max_connections)
         _positive_int("max_connections_per_host", max_connections_per_host, allow_zero=True)
         _positive_int("max_response_bytes", max_response_bytes)
+        if user_agent is not None:
+            if not isinstance(user_agent, str):
+                raise TypeError("user_agent must be a str")
+            _check_header_value("user_agent", user_agent)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
@@ -343,7 +347,17 @@ def _credential(name: str, value: str | None, env: str) -> str:
         raise TypeError(f"{name} must be a str")
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
+    _check_header_value(name, value)
     return value
+
+
+def _check_header_value(name: str, value: str) -> None:
+    """Refuse a value that can never work in a header or a signature: surrounding whitespace
+    or control characters (CR, LF, NUL, ...). The message names the option, never the value."""
+    if value != value.strip():
+        raise ValueError(f"{name} must not start or end with whitespace")
+    if not value.isprintable():
+        raise ValueError(f"{name} must not contain control characters (CR, LF, NUL, ...)")
 
 
 def _positive_int(name: str, value: int, *, allow_zero: bool = False) -> None:

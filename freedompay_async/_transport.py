@@ -25,7 +25,6 @@ from .errors import (
     excerpt,
 )
 
-_CHUNK: Final = 64 * 1024
 #: Long total limits are enforced by ``_Deadlines``, which needs ``Task.uncancel()`` (3.11+).
 #: Short ones, and all of them on 3.10, are aiohttp's own ``total`` (a precise timer per request).
 _COARSE_DEADLINES: Final = sys.version_info >= (3, 11)
@@ -254,8 +253,13 @@ class AiohttpTransport:
                     status = response.status
                     if status < 400:
                         length = response.content_length
-                        if length is not None and length <= self._max_response_bytes:
-                            return status, await response.read(), None  # the common case
+                        if (
+                            length is not None
+                            and length <= self._max_response_bytes
+                            and "Content-Encoding" not in response.headers
+                        ):
+                            # The common case: the body is exactly Content-Length bytes.
+                            return status, await response.read(), None
                         return status, await self._read(response), None
                     retry_after = response.headers.get("Retry-After")
                     return status, await self._read(response), retry_after
@@ -281,23 +285,28 @@ class AiohttpTransport:
             raise TransportError(f"request failed: {type(exc).__name__}: {exc}") from exc
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read in pieces, refused as soon as it passes ``max_response_bytes``.
+
+        The cap bounds the *decoded* bytes: aiohttp inflates a compressed body (gzip, deflate,
+        br, ...) piece by piece as it is read from ``response.content``, so a compression bomb
+        is stopped after about ``max_response_bytes`` inflated, never inflated whole.
+        """
         cap = self._max_response_bytes
         length = response.content_length
-        if length is not None:
-            if length > cap:
-                raise ResponseTooLargeError(
-                    f"reply of {length} bytes exceeds max_response_bytes={cap}",
-                    http_status=response.status,
-                )
-            return await response.read()
-        # No Content-Length (chunked): read in pieces and stop as soon as the cap is passed.
+        if length is not None and length > cap:  # the wire size alone is too much
+            raise ResponseTooLargeError(
+                f"reply of {length} bytes exceeds max_response_bytes={cap}",
+                http_status=response.status,
+            )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_chunked(_CHUNK):
+        content = response.content
+        while chunk := await content.readany():
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLargeError(
-                    f"reply exceeds max_response_bytes={cap}",
+                    f"reply exceeds max_response_bytes={cap}"
+                    + (" once decoded" if "Content-Encoding" in response.headers else ""),
                     http_status=response.status,
                     body=excerpt(b"".join(chunks)),
                 )
