@@ -231,6 +231,8 @@ class FreedomPayClient:
         send = self._transport.send
         path = endpoint.path
         started = time.perf_counter()
+        # The call's deadline: retries and the waits between them never run past it.
+        deadline = None if limits.total is None else started + limits.total
         attempt = 0
         while True:
             attempt += 1
@@ -239,7 +241,12 @@ class FreedomPayClient:
                 status, reply, retry_after = await send(path, headers, body, limits)
                 if not 200 <= status < 300:
                     raise http_status_error(
-                        endpoint, status, reply, identifier=identifier, request_id=request_id
+                        endpoint,
+                        status,
+                        reply,
+                        identifier=identifier,
+                        request_id=request_id,
+                        retry_after=retry_after,
                     )
                 result = decode_response(
                     endpoint, reply, identifier=identifier, request_id=request_id
@@ -260,6 +267,16 @@ class FreedomPayClient:
                     _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                     raise
                 delay = options.retry.delay(attempt, retry_after)
+                if deadline is not None:
+                    left = deadline - time.perf_counter() - delay  # for the next attempt
+                    if left <= 0:  # the wait alone would pass the deadline: give up now
+                        error.message += (
+                            f"; not retried: waiting {delay:.2f}s would pass the call's"
+                            f" time limit (total={limits.total}s)"
+                        )
+                        _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                        raise
+                    limits = dataclasses.replace(limits, total=left)
                 if logger.isEnabledFor(logging.WARNING):
                     logger.warning(
                         "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",

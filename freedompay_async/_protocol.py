@@ -15,9 +15,11 @@ from uuid import UUID
 
 import msgspec
 
+from ._retry import parse_retry_after
 from .errors import (
     AuthenticationError,
     HTTPStatusError,
+    RateLimitError,
     ResponseDecodeError,
     api_error_class,
     excerpt,
@@ -29,6 +31,7 @@ from .models import (
     CloseRequest,
     Envelope,
     InfoRequest,
+    InvalidAmountError,
     MutationResult,
     OwnerIdentificationRequest,
     RequestStatus,
@@ -151,6 +154,10 @@ _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 # The whole reply of a provisional endpoint; non-integer numbers stay exact.
 _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 
+#: What msgspec raises for a body it cannot decode: not JSON, the wrong shape, an integer out of
+#: range, money out of bounds (a ``__post_init__`` check), or nesting too deep for the stack.
+_UNDECODABLE: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+
 encode = _encoder.encode
 """Serialise a request Struct to the exact bytes that are signed and sent."""
 
@@ -175,17 +182,18 @@ def decode_response(
     """
     try:
         reply = endpoint.decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except _UNDECODABLE as exc:
         # The fast path failed: look at the envelope alone to tell an API error from junk.
         try:
             envelope: Response | None = _envelope_decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except _UNDECODABLE:
             envelope = None
         if envelope is not None and not envelope.ok:
             raise api_error(
                 endpoint, envelope, body, identifier=identifier, request_id=request_id
             ) from None
-        if envelope is not None and not endpoint.shape_verified:
+        bad_money = isinstance(exc.__cause__, InvalidAmountError)
+        if envelope is not None and not endpoint.shape_verified and not bad_money:
             reply = endpoint.response_type(
                 status=envelope.status,
                 request_status_raw=envelope.request_status_raw,
@@ -194,19 +202,8 @@ def decode_response(
                 error_description=envelope.error_description,
             )
             return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
-        what = "empty body" if not body.strip() else f"reply does not match {endpoint.name}: {exc}"
-        if endpoint.mutates:
-            what += (
-                "; the operation may have been carried out: check Request status with"
-                " this request_id before sending anything again"
-            )
-        raise ResponseDecodeError(
-            what,
-            endpoint=endpoint.name,
-            identifier=identifier,
-            request_id=request_id,
-            http_status=200,
-            body=excerpt(body),
+        raise _undecodable(
+            endpoint, body, exc, identifier=identifier, request_id=request_id
         ) from exc
     if endpoint._plain and reply.status != "error":  # reply.ok, without a property call
         return reply
@@ -226,11 +223,42 @@ def _finish(
     if endpoint.keeps_raw or (endpoint.echoes_request_id and request_id is not None):
         extra: dict[str, Any] = {}
         if endpoint.keeps_raw:
-            extra["raw"] = _raw_decoder.decode(body)
+            try:
+                extra["raw"] = _raw_decoder.decode(body)
+            except _UNDECODABLE as exc:  # e.g. an integer of 5,000 digits somewhere in it
+                raise _undecodable(
+                    endpoint, body, exc, identifier=identifier, request_id=request_id
+                ) from exc
         if endpoint.echoes_request_id and request_id is not None:
             extra["request_id"] = request_id
         reply = msgspec.structs.replace(reply, **extra)
     return reply
+
+
+def _undecodable(
+    endpoint: Endpoint[Any, Any],
+    body: bytes,
+    exc: Exception,
+    *,
+    identifier: str | None,
+    request_id: UUID | None,
+) -> ResponseDecodeError:
+    """The :class:`ResponseDecodeError` for a 2xx body that cannot be decoded (raised ``from
+    exc``): every failure to decode a reply ends here, never as a bare msgspec error."""
+    what = "empty body" if not body.strip() else f"reply does not match {endpoint.name}: {exc}"
+    if endpoint.mutates:
+        what += (
+            "; the operation may have been carried out: check Request status with"
+            " this request_id before sending anything again"
+        )
+    return ResponseDecodeError(
+        what,
+        endpoint=endpoint.name,
+        identifier=identifier,
+        request_id=request_id,
+        http_status=200,
+        body=excerpt(body),
+    )
 
 
 def api_error(
@@ -266,24 +294,29 @@ def http_status_error(
     *,
     identifier: str | None = None,
     request_id: UUID | None = None,
+    retry_after: str | None = None,
 ) -> HTTPStatusError:
-    """The typed exception for a non-2xx reply."""
-    cls = AuthenticationError if http_status in (401, 403) else HTTPStatusError
+    """The typed exception for a non-2xx reply (``retry_after``: its ``Retry-After`` header)."""
     # Some gateways still send the JSON envelope with a non-2xx status: keep what it says.
     try:
         envelope: Response | None = _envelope_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _UNDECODABLE:
         envelope = None
-    return cls(
-        f"{endpoint.name} answered HTTP {http_status}",
-        endpoint=endpoint.name,
-        identifier=identifier,
-        request_id=request_id,
-        http_status=http_status,
-        error_code=envelope.error_code if envelope else None,
-        request_status=envelope.request_status if envelope else None,
-        body=excerpt(body),
-    )
+    context: dict[str, Any] = {
+        "endpoint": endpoint.name,
+        "identifier": identifier,
+        "request_id": request_id,
+        "http_status": http_status,
+        "error_code": envelope.error_code if envelope else None,
+        "request_status": envelope.request_status if envelope else None,
+        "body": excerpt(body),
+    }
+    message = f"{endpoint.name} answered HTTP {http_status}"
+    if http_status == 429:
+        seconds = None if retry_after is None else parse_retry_after(retry_after)
+        return RateLimitError(message, retry_after=seconds, **context)
+    cls = AuthenticationError if http_status in (401, 403) else HTTPStatusError
+    return cls(message, **context)
 
 
 def operation_error(reply: RequestStatusResult, request_id: UUID) -> Exception:

@@ -105,7 +105,7 @@ def is_transient(error: FreedomPayError, *, read: bool) -> bool:
 def parse_retry_after(value: str, *, now: Callable[[], float] = time.time) -> float | None:
     """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; ``None`` if invalid."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²": str.isdigit() takes any Unicode digit
         return float(value)
     try:
         moment = parsedate_to_datetime(value)

@@ -28,6 +28,8 @@ from .errors import (
 #: Long total limits are enforced by ``_Deadlines``, which needs ``Task.uncancel()`` (3.11+).
 #: Short ones, and all of them on 3.10, are aiohttp's own ``total`` (a precise timer per request).
 _COARSE_DEADLINES: Final = sys.version_info >= (3, 11)
+#: Distinct Timeout values whose aiohttp timeouts are kept (per kind).
+_TIMEOUT_CACHE: Final = 32
 
 
 class _Deadlines:
@@ -208,18 +210,24 @@ class AiohttpTransport:
     def _client_timeout(self, timeout: Timeout, *, total: bool) -> aiohttp.ClientTimeout:
         """aiohttp's timeouts for ``timeout``: connect and read always, and the total limit
         too when ``total`` is true (that is, when ``_Deadlines`` does not enforce it)."""
+        # Retries get the time left before the call's deadline: a new Timeout each time, so
+        # the caches stop growing at _TIMEOUT_CACHE entries.
         if total:
             precise = self._precise_timeouts.get(timeout)
             if precise is None:
-                precise = self._precise_timeouts[timeout] = aiohttp.ClientTimeout(
+                precise = aiohttp.ClientTimeout(
                     total=timeout.total, connect=timeout.connect, sock_read=timeout.read
                 )
+                if len(self._precise_timeouts) < _TIMEOUT_CACHE:
+                    self._precise_timeouts[timeout] = precise
             return precise
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
-            client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
+            client_timeout = aiohttp.ClientTimeout(
                 total=None, connect=timeout.connect, sock_read=timeout.read
             )
+            if len(self._timeouts) < _TIMEOUT_CACHE:
+                self._timeouts[timeout] = client_timeout
         self._last_timeout, self._last_client_timeout = timeout, client_timeout
         return client_timeout
 

@@ -11,7 +11,8 @@
     │   ├── WalletClosedError           1007  wallet already closed
     │   └── WalletBlockError            1008  wallet could not be blocked
     ├── HTTPStatusError             a non-2xx reply (status and a truncated body)
-    │   └── AuthenticationError         401 / 403: signature or credentials refused
+    │   ├── AuthenticationError         401 / 403: signature or credentials refused
+    │   └── RateLimitError              429: too many requests (``retry_after`` seconds)
     ├── TransportError              the request did not complete (connection refused, reset, ...)
     │   └── RequestTimeoutError         a time limit was hit (also a builtin ``TimeoutError``)
     ├── ResponseDecodeError         the body is not what the spec says (truncated body attached)
@@ -26,7 +27,7 @@ before any network call. No exception ever carries the secret key or a signature
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 from ._config import ERROR_BODY_EXCERPT
@@ -40,6 +41,7 @@ __all__ = [
     "FreedomPayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "RateLimitError",
     "RequestNotFoundError",
     "RequestTimeoutError",
     "ResponseDecodeError",
@@ -227,6 +229,19 @@ class HTTPStatusError(FreedomPayError):
 
 class AuthenticationError(HTTPStatusError):
     """HTTP 401/403: the signature, ``auth_id`` or ``secret_key`` was refused."""
+
+
+class RateLimitError(HTTPStatusError):
+    """HTTP 429: the server asks for fewer requests. Reads are retried after the wait it asks
+    for (``Retry-After``) when that wait fits in the call's time limit, and raise at once when
+    it does not. ``retry_after`` is that wait in seconds (``None`` when the server gave none
+    or an unreadable one)."""
+
+    retry_after: float | None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
 
 
 class TransportError(FreedomPayError):

@@ -22,6 +22,8 @@ from uuid import UUID
 
 import msgspec
 
+from ._config import MAX_AMOUNT_FRACTION_DIGITS, MAX_AMOUNT_INTEGER_DIGITS
+
 __all__ = [
     "AddRequest",
     "AwareDatetime",
@@ -32,6 +34,7 @@ __all__ = [
     "Envelope",
     "Identifier",
     "InfoRequest",
+    "InvalidAmountError",
     "MutationResult",
     "Operation",
     "OperationType",
@@ -51,6 +54,32 @@ __all__ = [
     "WalletStatus",
     "owner_identification_request",
 ]
+
+class InvalidAmountError(ValueError):
+    """An amount in a reply is not a finite number within the bounds the SDK accepts.
+
+    Decoding turns it into a :class:`~freedompay_async.errors.ResponseDecodeError`.
+    """
+
+
+def check_amount(value: Decimal | None, name: str) -> None:
+    """Refuse money that is not finite, or has more than
+    :data:`~freedompay_async._config.MAX_AMOUNT_INTEGER_DIGITS` digits before the point or
+    :data:`~freedompay_async._config.MAX_AMOUNT_FRACTION_DIGITS` after it. The message never
+    repeats the value (it may be half a megabyte of digits)."""
+    if value is None:
+        return
+    if not value.is_finite():
+        raise InvalidAmountError(f"{name} is not a finite number")
+    exponent = value.as_tuple().exponent
+    if (isinstance(exponent, int) and exponent < -MAX_AMOUNT_FRACTION_DIGITS) or (
+        value and value.adjusted() >= MAX_AMOUNT_INTEGER_DIGITS
+    ):
+        raise InvalidAmountError(
+            f"{name} is out of bounds (at most {MAX_AMOUNT_INTEGER_DIGITS} digits before the"
+            f" decimal point and {MAX_AMOUNT_FRACTION_DIGITS} after it)"
+        )
+
 
 #: A :class:`datetime` that must carry a UTC offset (RFC 3339).
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -157,6 +186,9 @@ class Wallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     account_number: str | None = None
     status: str | None = None
 
+    def __post_init__(self) -> None:
+        check_amount(self.balance, "balance")
+
 
 class WalletInfo(Response, frozen=True, kw_only=True):
     """Reply of ``wallets.info``: the envelope plus the wallet."""
@@ -194,6 +226,9 @@ class PartialWallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     account_number: str | None = None
     status: str | None = None
 
+    def __post_init__(self) -> None:
+        check_amount(self.balance, "balance")
+
 
 class ProvisionalResponse(Response, frozen=True, kw_only=True, gc=True):
     """A reply whose shape is *provisional*: the docs do not show it, so it is decoded leniently.
@@ -220,6 +255,7 @@ class WalletBalance(ProvisionalResponse, frozen=True, kw_only=True):
     wallet: PartialWallet | None = None
 
     def __post_init__(self) -> None:
+        check_amount(self.balance, "balance")
         wallet = self.wallet
         if wallet is not None:
             if self.balance is None and wallet.balance is not None:
@@ -250,6 +286,10 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     currency: str | None = None
     rrn: str | None = None
     correspondent: Correspondent | None = None
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount, "amount")
+        check_amount(self.commission, "commission")
 
 
 class WalletStatement(Response, frozen=True, kw_only=True):

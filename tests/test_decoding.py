@@ -26,6 +26,7 @@ from freedompay_async import (
     WalletNotFoundError,
     WalletStatement,
 )
+from freedompay_async._config import MAX_AMOUNT_FRACTION_DIGITS, MAX_AMOUNT_INTEGER_DIGITS
 from freedompay_async._protocol import (
     ADD,
     BALANCE,
@@ -242,11 +243,27 @@ moments = st.datetimes(
 )
 
 
+def _within_money_bounds(value: Decimal) -> bool:
+    exponent = value.as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -MAX_AMOUNT_FRACTION_DIGITS
+
+
+#: Any finite amount the SDK accepts (|x| < 10**18, at most 40 digits after the point).
+amounts = st.decimals(
+    allow_nan=False,
+    allow_infinity=False,
+    min_value=-(10**MAX_AMOUNT_INTEGER_DIGITS) + 1,
+    max_value=10**MAX_AMOUNT_INTEGER_DIGITS - 1,
+).filter(_within_money_bounds)
+
+
 @given(
     lines=st.lists(
         st.tuples(
-            st.decimals(allow_nan=False, allow_infinity=False),
-            st.decimals(allow_nan=False, allow_infinity=False, min_value=0, max_value=10**9),
+            amounts,
+            st.decimals(allow_nan=False, allow_infinity=False, min_value=0, max_value=10**9).filter(
+                _within_money_bounds
+            ),
             moments,
             st.text(max_size=20),
         ),
