@@ -55,6 +55,7 @@ __all__ = [
     "owner_identification_request",
 ]
 
+
 class InvalidAmountError(ValueError):
     """An amount in a reply is not a finite number within the bounds the SDK accepts.
 
