@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import COARSE_TIMEOUT, DEADLINE_TICK, DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, Timeout
@@ -277,6 +278,7 @@ class AiohttpTransport:
         except asyncio.CancelledError as exc:
             if not expired:
                 raise
+            _redact(exc)
             # What asyncio.Timeout raises when it expires: TimeoutError from the cancellation.
             timed_out = TimeoutError()
             timed_out.__cause__ = exc
@@ -284,8 +286,10 @@ class AiohttpTransport:
                 timed_out
             )
         except TimeoutError as exc:
+            _redact(exc)
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
         except aiohttp.ClientError as exc:
+            _redact(exc)
             if self._closed:
                 raise ClientClosedError(
                     "the FreedomPayClient was closed during the request"
@@ -331,6 +335,47 @@ class AiohttpTransport:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+def _redact(exc: BaseException) -> None:
+    """Take the request's headers (``X-JWS-Signature``) out of aiohttp's exceptions in the chain.
+
+    ``ClientResponseError`` (a malformed reply, a bad status line, ...) keeps the request's
+    ``request_info``, whose headers hold the signature, in its attributes, its ``args`` and
+    its ``history``; we chain it as ``__cause__`` of our errors. The signature has no nonce,
+    so a leaked one could be replayed: every header of the kept copy is redacted but the
+    harmless ones, and the history (redirects, never followed here) is dropped.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += (current.__cause__, current.__context__)
+        info = getattr(current, "request_info", None)
+        if not isinstance(info, aiohttp.RequestInfo):
+            continue
+        headers = CIMultiDict(
+            (name, value if name.lower() in _HARMLESS_HEADERS else "[redacted]")
+            for name, value in info.headers.items()
+        )
+        clean = aiohttp.RequestInfo(info.url, info.method, CIMultiDictProxy(headers), info.real_url)
+        current.request_info = clean  # type: ignore[attr-defined]
+        if isinstance(current, aiohttp.ClientResponseError):
+            current.history = ()  # earlier responses, each with its own request_info
+            current.args = (clean, ())
+        else:
+            current.args = tuple(
+                clean if isinstance(arg, aiohttp.RequestInfo) else arg for arg in current.args
+            )
+
+
+#: Request headers kept as they are in an exception's ``request_info``; others are redacted.
+_HARMLESS_HEADERS: Final = frozenset(
+    {"content-type", "content-length", "user-agent", "host", "accept", "accept-encoding"}
+)
 
 
 def _timeout_text(timeout: Timeout) -> str:

@@ -99,6 +99,35 @@ def chunked(
     return reply
 
 
+def route(choose: Callable[[RawRequest], Reply]) -> Reply:
+    """A reply chosen per request (by path, by body, ...)."""
+
+    async def reply(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        await choose(request)(request, writer)
+
+    return reply
+
+
+def stall(seconds: float = 3600.0) -> Reply:
+    """Read the request, then send nothing for ``seconds`` (ended early by ``aclose``)."""
+
+    async def reply(_request: RawRequest, _writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(seconds)
+
+    return reply
+
+
+def raw(data: bytes) -> Reply:
+    """Write ``data`` as is (a broken status line, half a header, ...), then close."""
+
+    async def reply(_request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        await writer.drain()
+        writer.close()
+
+    return reply
+
+
 @functools.lru_cache(maxsize=8)
 def bomb(encoding: str, megabytes: int) -> bytes:
     """``megabytes`` MiB of zeros, compressed (``gzip`` / ``deflate``): ~1/1000 of the size."""
