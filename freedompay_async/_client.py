@@ -268,11 +268,12 @@ class FreedomPayClient:
                     raise
                 delay = options.retry.delay(attempt, retry_after)
                 if deadline is not None:
-                    left = deadline - time.perf_counter() - delay  # for the next attempt
-                    if left <= 0:  # the wait alone would pass the deadline: give up now
+                    # What the next attempt would have left, in whole milliseconds.
+                    left = round(deadline - time.perf_counter() - delay, 3)
+                    if left <= 0:  # the wait alone would reach the deadline: give up now
                         error.message += (
                             f"; not retried: waiting {delay:.2f}s would pass the call's"
-                            f" time limit (total={limits.total}s)"
+                            f" time limit (total={deadline - started:g}s)"
                         )
                         _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                         raise
