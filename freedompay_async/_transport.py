@@ -165,6 +165,18 @@ class AiohttpTransport:
         """The session in use (``None`` until the first request when we own it)."""
         return self._session
 
+    @property
+    def pool_size(self) -> int | None:
+        """How many requests to the API host can be in flight at once (``None``: no cap):
+        the pool's ``limit`` and ``limit_per_host``, the caller's session's included."""
+        if self._owns_session:
+            limits = (self._max_connections, self._max_connections_per_host)
+        else:
+            connector = self._session.connector if self._session is not None else None
+            limits = (connector.limit, connector.limit_per_host) if connector else (0, 0)
+        positive = [limit for limit in limits if limit > 0]
+        return min(positive) if positive else None
+
     def _open(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None:

@@ -300,3 +300,74 @@ def test_a_bad_secret_from_the_environment_is_refused_without_echo(
 def test_ordinary_credentials_and_user_agents_are_accepted() -> None:
     FreedomPayClient("123456", "Ab+/=-_.~ key", user_agent="my-app/1.0 (ops@example.com)")
     FreedomPayClient("123456", "ключ-Ω", user_agent="")
+
+
+# -- 5. waiting for a pooled connection is not a request timing out ------------------------------
+
+
+class SlowServer:
+    """Answers every Info after ``latency`` seconds; records the most requests in flight."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def __call__(self, request: Any, writer: asyncio.StreamWriter) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+            await respond(INFO_BODY)(request, writer)
+        finally:
+            self.in_flight -= 1
+
+
+INFO_BODY = (
+    b'{"status":"ok","wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f",'
+    b'"currency":"KZT","balance":"1.00"}}'
+)
+
+
+async def test_info_many_caps_concurrency_at_the_pool_so_queueing_never_times_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slow = SlowServer(latency=0.1)
+    # 5 sockets, 0.1 s a reply: 50 lookups take 1 s, twice the connect limit, which a request
+    # queued for a socket would spend waiting (before the cap: most of them timed out).
+    timeout = Timeout(total=2.0, connect=0.5)
+    async with HostileServer(slow) as server:
+        options = {"max_connections": 5, "timeout": timeout, "max_retries": 0}
+        async with client_for(server, **options) as client:
+            ids = [f"user-{i}" for i in range(50)]
+            async with client.wallets.info_many(ids, concurrency=10_000) as results:
+                errors = [result.error async for result in results]
+    assert errors == [None] * 50
+    assert slow.most_in_flight <= 5
+    capped = [r for r in caplog.records if "capped at the connection pool size 5" in r.message]
+    assert len(capped) == 1
+
+
+async def test_the_cap_follows_a_borrowed_sessions_pool() -> None:
+    slow = SlowServer(latency=0.05)
+    async with HostileServer(slow) as server:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=3)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            timeout = Timeout(total=2, connect=0.3)
+            client = client_for(server, session=session, timeout=timeout, max_retries=0)
+            async with client:
+                assert client._transport.pool_size == 3
+                ids = [f"user-{i}" for i in range(30)]
+                async with client.wallets.info_many(ids, concurrency=500) as results:
+                    errors = [result.error async for result in results]
+    assert errors == [None] * 30
+    assert slow.most_in_flight <= 3
+
+
+async def test_no_cap_when_the_pool_has_none() -> None:
+    async with HostileServer(SlowServer(latency=0)) as server:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async with client_for(server, session=session) as client:
+                assert client._transport.pool_size is None
+                async with client.wallets.info_many(["a", "b"], concurrency=500) as results:
+                    assert [result.error async for result in results] == [None, None]
