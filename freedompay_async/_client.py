@@ -47,17 +47,20 @@ class FreedomPayClient:
         base_url: API origin, e.g. ``https://api.freedompay.kz`` (default:
             ``$FREEDOMPAY_BASE_URL``, else the ``region``'s host).
         region: ``"kz"`` (default), ``"kz-test"``, ``"kg"`` or ``"uz"``; not with ``base_url``.
-        timeout: seconds per request (total), or a :class:`Timeout` for connect/read/total.
+        timeout: seconds for the whole call (total: retries and the waits between them
+            included), or a :class:`Timeout` for connect/read/total.
         retry: a :class:`RetryPolicy` (default: 3 attempts, full-jitter backoff). Only reads
             are ever retried; mutations are sent once.
         max_retries: shorthand for ``retry=RetryPolicy(max_attempts=max_retries + 1)``.
         max_connections: pool size (sockets across all hosts).
         max_connections_per_host: per-host cap; 0 means only ``max_connections`` applies.
-        user_agent: ``User-Agent`` header.
+        user_agent: ``User-Agent`` header. ``auth_id``, ``secret_key`` and ``user_agent``
+            with control characters or surrounding whitespace raise ``ValueError``.
         session: a caller-owned :class:`aiohttp.ClientSession` to send through; it is never
             closed by this client, and pool options do not apply to it.
         algorithm: JWS ``alg``, ``"HS256"`` (default) or ``"HS512"``.
-        max_response_bytes: replies larger than this are refused without being buffered.
+        max_response_bytes: replies larger than this once decoded (gzip etc. inflated) are
+            refused as soon as the cap is passed, never buffered whole.
         ssl: an :class:`ssl.SSLContext` for TLS (custom CA, client certificates). Verification
             is on by default.
         trace_configs: :class:`aiohttp.TraceConfig` objects, for users who trace requests.

@@ -64,8 +64,10 @@ DEFAULT_MAX_POLL_INTERVAL: Final = 5.0
 class Timeout:
     """Per-request time limits in seconds; ``None`` switches a limit off.
 
-    ``total`` bounds the whole request (connect, send, read); ``connect`` bounds getting a
-    connection from the pool and opening it; ``read`` bounds each wait for bytes from the server.
+    ``total`` bounds the whole call (connect, send, read, and for reads every retry and every
+    wait between attempts: a retry gets only the time left); ``connect`` bounds getting a
+    connection from the pool and opening it, and ``read`` each wait for bytes from the server,
+    per attempt.
     On Python 3.11+ a ``total`` of :data:`COARSE_TIMEOUT` seconds or more is checked by one
     timer shared by all requests, ticking every :data:`DEADLINE_TICK` seconds, so it may fire
     up to a tick late (aiohttp rounds such limits up to whole seconds itself); shorter totals

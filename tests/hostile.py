@@ -10,6 +10,8 @@ Run as a script it measures the client's peak RSS against one hostile reply, in 
 (``ru_maxrss`` is per process)::
 
     python -m tests.hostile bomb gzip 500      # prints JSON: added peak RSS, error raised
+    python -m tests.hostile deadline           # seconds for timeout=5 against 429 + Retry-After
+    python -m tests.hostile outcomes           # what deep JSON, huge ints, NaN money end in
 """
 
 from __future__ import annotations
@@ -273,7 +275,56 @@ async def _measure(kind: str, encoding: str, megabytes: int) -> dict[str, object
     }
 
 
+async def _deadline() -> dict[str, object]:
+    """Seconds a read with ``timeout=5`` takes against 429 + ``Retry-After: 999999``."""
+    import time
+
+    from freedompay_async import FreedomPayClient, FreedomPayError
+
+    reply = respond(b"slow down", status=429, headers={"Retry-After": "999999"})
+    async with HostileServer(reply) as server:
+        async with FreedomPayClient(AUTH_ID, SECRET_KEY, base_url=server.url, timeout=5) as client:
+            started = time.monotonic()
+            try:
+                await client.wallets.info("user-1")
+            except FreedomPayError as exc:
+                error = type(exc).__name__
+            return {"seconds": round(time.monotonic() - started, 2), "error": error}
+
+
+async def _outcomes() -> dict[str, str]:
+    """What a call ends in for a few hostile 200 replies (the class that leaves the call)."""
+    from freedompay_async import FreedomPayClient
+
+    wallet = '"wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f","currency":"KZT"'
+    cases = {
+        "info, JSON 100,000 deep": b'{"status":"ok","x":' + deep_json(100_000) + b"}",
+        "balance, 5,000-digit int": b'{"status":"ok","x":' + b"7" * 5000 + b"}",
+        "info, balance NaN": f'{{"status":"ok",{wallet},"balance":"NaN"}}}}'.encode(),
+        "info, balance 1E+999999999": f'{{"status":"ok",{wallet},"balance":1E+999999999}}}}'.encode(),
+    }
+    outcomes: dict[str, str] = {}
+    for name, body in cases.items():
+        async with HostileServer(respond(body)) as server:
+            async with FreedomPayClient(
+                AUTH_ID, SECRET_KEY, base_url=server.url, max_retries=0
+            ) as client:
+                call = client.wallets.info if name.startswith("info") else client.wallets.balance
+                try:
+                    result = await call("user-1")
+                    outcomes[name] = f"returned {type(result).__name__}"
+                except BaseException as exc:
+                    outcomes[name] = f"raised {type(exc).__module__}.{type(exc).__name__}"
+    return outcomes
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "deadline":
+        print(json.dumps(asyncio.run(_deadline())))
+        return
+    if argv[0] == "outcomes":
+        print(json.dumps(asyncio.run(_outcomes()), indent=1))
+        return
     kind, encoding, megabytes = argv[0], argv[1], int(argv[2])
     print(json.dumps(asyncio.run(_measure(kind, encoding, megabytes))))
 
