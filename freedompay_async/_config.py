@@ -48,9 +48,9 @@ MAX_IDENTIFIER_LENGTH: Final = 256
 #: Longest block / close reason (the ``description`` field) accepted before any network call.
 MAX_REASON_LENGTH: Final = 1024
 #: Money in a reply must be a finite number with at most this many digits before the decimal
-#: point (|amount| < 10**18, far above any real wallet) and this many after it; anything else
+#: point (|amount| < 10**24, far above any real wallet) and this many after it; anything else
 #: (NaN, Infinity, 1E+999999999, a 500,000-digit number) is refused as ``ResponseDecodeError``.
-MAX_AMOUNT_INTEGER_DIGITS: Final = 18
+MAX_AMOUNT_INTEGER_DIGITS: Final = 24
 MAX_AMOUNT_FRACTION_DIGITS: Final = 40
 
 #: ``wallets.wait()``: the overall time budget (seconds), the first pause between Request status

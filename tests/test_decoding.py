@@ -248,7 +248,7 @@ def _within_money_bounds(value: Decimal) -> bool:
     return isinstance(exponent, int) and exponent >= -MAX_AMOUNT_FRACTION_DIGITS
 
 
-#: Any finite amount the SDK accepts (|x| < 10**18, at most 40 digits after the point).
+#: Any finite amount the SDK accepts (|x| < 10**24, at most 40 digits after the point).
 amounts = st.decimals(
     allow_nan=False,
     allow_infinity=False,

@@ -320,7 +320,8 @@ ABSURD = {
     "tiny-exponent": b"1E-999999999",
     "500000-digits": b"9" * 500_000,
     "500000-digit-fraction": b"0." + b"3" * 500_000,
-    "10^18": b'"1000000000000000000"',
+    "10^24": b'"1' + b"0" * 24 + b'"',
+    "41-fraction-digits": b"0." + b"1" * 41,
 }
 READS_WITH_MONEY = ["info", "balance", "statement", "request_status", "add"]
 
@@ -337,7 +338,8 @@ async def test_absurd_money_is_a_response_decode_error(name: str, number: bytes)
 
 @pytest.mark.parametrize("name", READS_WITH_MONEY)
 @pytest.mark.parametrize(
-    "number", [b'"999999999999999999.99"', b"-999999999999999999", b"0.1000000000000000055511"]
+    "number",
+    [b'"999999999999999999.99"', b"-999999999999999999999999", b"0.1000000000000000055511"],
 )
 async def test_large_but_sane_money_decodes_exactly(name: str, number: bytes) -> None:
     async with HostileServer(respond(_money_reply(number))) as server:
