@@ -8,10 +8,18 @@ blocks are imported; every block is type-checked with ``mypy --strict`` by .ci/r
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
+import anyio
 import pytest
+import uvicorn
+from aiohttp import web
 
 from freedompay_async.testing import FakeFreedomPay
 from tests.readme_blocks import KINDS, Block, blocks, problems, typecheck_sources
@@ -98,6 +106,80 @@ async def test_the_run_blocks_of_each_section_run(
     "block", [b for b in BLOCKS if b.kind == "module"], ids=lambda b: f"line {b.line}"
 )
 def test_the_module_blocks_import(block: Block) -> None:
+    namespace = _module_namespace(block)
+    assert any(callable(value) for value in namespace.values())
+
+
+def _module_namespace(block: Block) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": f"readme_line_{block.line}"}
     exec(compile(f"{block.setup}\n{block.code}", block.label, "exec"), namespace)
-    assert any(callable(value) for value in namespace.values())
+    return namespace
+
+
+@asynccontextmanager
+async def _serve(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI (uvicorn) or aiohttp app in this loop on a free port; yield its URL."""
+    if isinstance(app, web.Application):
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        with anyio.fail_after(5):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in BLOCKS if b.section == "Using it in a web app"], ids=["fastapi", "aiohttp"]
+)
+async def test_the_readme_web_apps_answer_over_http(
+    block: Block, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A smoke run of the two web snippets: their app, served, in front of the fake; the
+    # complete examples are tested case by case in tests/test_examples_web.py.
+    namespace = _module_namespace(block)
+    app = namespace["app"]
+    if isinstance(app, web.Application):  # the snippet leaves the handlers out: add one
+        client_key = namespace["CLIENT"]
+
+        async def balance(request: web.Request) -> web.Response:
+            info = await request.app[client_key].wallets.info(request.match_info["identifier"])
+            return web.json_response({"balance": str(info.wallet.balance)})
+
+        app.router.add_get("/wallets/{identifier}/balance", balance)
+    async with FakeFreedomPay(wallets=100, auth_id=AUTH_ID, secret_key=SECRET_KEY) as fake:
+        monkeypatch.setenv("FREEDOMPAY_AUTH_ID", AUTH_ID)
+        monkeypatch.setenv("FREEDOMPAY_SECRET_KEY", SECRET_KEY)
+        monkeypatch.setenv("FREEDOMPAY_BASE_URL", fake.url)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with _serve(app) as url, aiohttp.ClientSession(connector=connector) as http:
+            async with http.get(f"{url}/wallets/user-42/balance") as response:
+                assert response.status == 200
+                assert (await response.json())["balance"] == str(fake.wallets["user-42"].balance)
+            async with http.get(f"{url}/wallets/nobody/balance") as response:
+                body = await response.json()
+        if "from fastapi import" in block.code:
+            assert (response.status, body["error"], body["error_code"]) == (
+                404,
+                "wallet_not_found",
+                1004,
+            )
+        else:  # the hidden error_reply of the aiohttp snippet stands in for the FastAPI one
+            assert (response.status, body["error"]) == (502, "upstream_error")
+        assert fake.stats.by_path["/v5/partner/wallet/info"] == 2
