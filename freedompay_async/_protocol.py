@@ -176,7 +176,8 @@ def decode_response(
     reply is); so does a mutation answered ``request_status`` = error. A provisional reply
     (``shape_verified=False``) that does not fit its guessed model still decodes: its envelope
     fields are kept, the model's own fields stay at their defaults, and the whole reply is in
-    ``raw``. Anything else that does not fit raises ``ResponseDecodeError`` (for a mutation,
+    ``raw``. Anything else that does not fit (a successful reply without ``request_status`` or
+    ``dt`` included) raises ``ResponseDecodeError`` (for a mutation,
     saying that it may have been carried out). Models with ``request_id`` / ``raw`` fields get
     the id sent and the whole reply.
     """
@@ -185,15 +186,23 @@ def decode_response(
     except _UNDECODABLE as exc:
         # The fast path failed: look at the envelope alone to tell an API error from junk.
         try:
-            envelope: Response | None = _envelope_decoder.decode(body)
+            envelope: Envelope | None = _envelope_decoder.decode(body)
         except _UNDECODABLE:
             envelope = None
-        if envelope is not None and not envelope.ok:
+        if envelope is not None and (
+            not envelope.ok or (endpoint.mutates and envelope.request_status is RequestStatus.ERROR)
+        ):
             raise api_error(
                 endpoint, envelope, body, identifier=identifier, request_id=request_id
             ) from None
         bad_money = isinstance(exc.__cause__, InvalidAmountError)
-        if envelope is not None and not endpoint.shape_verified and not bad_money:
+        if (
+            envelope is not None
+            and not endpoint.shape_verified
+            and not bad_money
+            and envelope.request_status_raw is not None
+            and envelope.dt is not None
+        ):
             reply = endpoint.response_type(
                 status=envelope.status,
                 request_status_raw=envelope.request_status_raw,
@@ -220,7 +229,7 @@ def _finish(
 ) -> ResponseT:
     if not reply.ok or (endpoint.mutates and reply.request_status is RequestStatus.ERROR):
         raise api_error(endpoint, reply, body, identifier=identifier, request_id=request_id)
-    if endpoint.keeps_raw or (endpoint.echoes_request_id and request_id is not None):
+    if endpoint.keeps_raw or endpoint.echoes_request_id:
         extra: dict[str, Any] = {}
         if endpoint.keeps_raw:
             try:
@@ -229,7 +238,9 @@ def _finish(
                 raise _undecodable(
                     endpoint, body, exc, identifier=identifier, request_id=request_id
                 ) from exc
-        if endpoint.echoes_request_id and request_id is not None:
+        if endpoint.echoes_request_id:
+            if request_id is None:
+                raise ValueError(f"decoding a {endpoint.name} reply needs the request_id sent")
             extra["request_id"] = request_id
         reply = msgspec.structs.replace(reply, **extra)
     return reply
@@ -263,7 +274,7 @@ def _undecodable(
 
 def api_error(
     endpoint: Endpoint[Any, Any],
-    reply: Response,
+    reply: Envelope,
     body: bytes | None,
     *,
     identifier: str | None,
@@ -271,7 +282,7 @@ def api_error(
     what: str | None = None,
 ) -> Exception:
     """The typed exception for a ``status: "error"`` reply (or a failed operation's status)."""
-    code = reply.error_code
+    code = reply.error_code_raw
     cls = api_error_class(code)
     description = reply.error_description or "no description"
     status = reply.request_status
@@ -299,7 +310,7 @@ def http_status_error(
     """The typed exception for a non-2xx reply (``retry_after``: its ``Retry-After`` header)."""
     # Some gateways still send the JSON envelope with a non-2xx status: keep what it says.
     try:
-        envelope: Response | None = _envelope_decoder.decode(body)
+        envelope: Envelope | None = _envelope_decoder.decode(body)
     except _UNDECODABLE:
         envelope = None
     context: dict[str, Any] = {
@@ -307,7 +318,7 @@ def http_status_error(
         "identifier": identifier,
         "request_id": request_id,
         "http_status": http_status,
-        "error_code": envelope.error_code if envelope else None,
+        "error_code": envelope.error_code_raw if envelope else None,
         "request_status": envelope.request_status if envelope else None,
         "body": excerpt(body),
     }

@@ -136,7 +136,11 @@ def bomb(encoding: str, megabytes: int) -> bytes:
     wbits = {"gzip": 31, "deflate": 15}[encoding]
     compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
     block = b"\0" * (1024 * 1024)
-    out = [compressor.compress(b'{"status":"ok","padding":"')]
+    out = [
+        compressor.compress(
+            b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","padding":"'
+        )
+    ]
     for _ in range(megabytes):
         out.append(compressor.compress(block))
     out.append(compressor.flush())
@@ -242,7 +246,7 @@ async def _measure(kind: str, encoding: str, megabytes: int) -> dict[str, object
             lambda: (payload[i : i + step] for i in range(0, len(payload), step)), headers=headers
         )
     ok = respond(
-        b'{"status":"ok","wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f",'
+        b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f",'
         b'"currency":"KZT","balance":"1.00"}}'
     )
     state = {"reply": ok}
@@ -298,10 +302,14 @@ async def _outcomes() -> dict[str, str]:
 
     wallet = '"wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f","currency":"KZT"'
     cases = {
-        "info, JSON 100,000 deep": b'{"status":"ok","x":' + deep_json(100_000) + b"}",
-        "balance, 5,000-digit int": b'{"status":"ok","x":' + b"7" * 5000 + b"}",
-        "info, balance NaN": f'{{"status":"ok",{wallet},"balance":"NaN"}}}}'.encode(),
-        "info, balance 1E+999999999": f'{{"status":"ok",{wallet},"balance":1E+999999999}}}}'.encode(),
+        "info, JSON 100,000 deep": b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","x":'
+        + deep_json(100_000)
+        + b"}",
+        "balance, 5,000-digit int": b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","x":'
+        + b"7" * 5000
+        + b"}",
+        "info, balance NaN": f'{{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z",{wallet},"balance":"NaN"}}}}'.encode(),
+        "info, balance 1E+999999999": f'{{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z",{wallet},"balance":1E+999999999}}}}'.encode(),
     }
     outcomes: dict[str, str] = {}
     for name, body in cases.items():

@@ -48,7 +48,7 @@ WALLET_ID = "3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f"
 
 def info_body(balance: str = '"1.00"') -> bytes:
     wallet = f'{{"wallet_id":"{WALLET_ID}","currency":"KZT","balance":{balance}}}'
-    return f'{{"status":"ok","wallet":{wallet}}}'.encode()
+    return f'{{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","wallet":{wallet}}}'.encode()
 
 
 def client_for(server: HostileServer, **options: object) -> FreedomPayClient:
@@ -171,8 +171,14 @@ def every_endpoint(client: FreedomPayClient) -> dict[str, Callable[[], Awaitable
 
 
 MUTATIONS = {"add", "identify_owner", "block", "close"}
-DEEP = b'{"status":"ok","x":' + deep_json(100_000) + b"}"
-HUGE_INT = b'{"status":"ok","request_status":"0","x":' + b"7" * 5000 + b"}"
+DEEP = (
+    b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","x":'
+    + deep_json(100_000)
+    + b"}"
+)
+HUGE_INT = (
+    b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","x":' + b"7" * 5000 + b"}"
+)
 
 
 @pytest.mark.parametrize("body", [DEEP, HUGE_INT], ids=["deep-json", "5000-digit-int"])
@@ -229,7 +235,7 @@ def _money_reply(number: bytes) -> bytes:
     wallet = b'{"wallet_id":"' + WALLET_ID.encode() + b'","currency":"KZT","balance":' + number
     op = b'{"type":"emoney_pay","datetime":"2024-01-01T00:00:00Z","amount":' + number + b"}"
     return (
-        b'{"status":"ok","request_status":"0","balance":'
+        b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","balance":'
         + number
         + b',"wallet":'
         + wallet
@@ -252,7 +258,13 @@ bodies = (
             "request_id": st.uuids().map(str) | json_values,
         },
     ).map(msgspec.json.encode)
-    | st.integers(1, 120_000).map(lambda n: b'{"status":"ok","x":' + deep_json(n) + b"}")
+    | st.integers(1, 120_000).map(
+        lambda n: (
+            b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","x":'
+            + deep_json(n)
+            + b"}"
+        )
+    )
     | hostile_numbers.map(_money_reply)
 )
 

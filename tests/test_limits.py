@@ -324,7 +324,7 @@ class SlowServer:
 
 
 INFO_BODY = (
-    b'{"status":"ok","wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f",'
+    b'{"status":"ok","request_status":"0","dt":"2024-01-01T00:00:00Z","wallet":{"wallet_id":"3f1c7c1e-7a4b-4c1e-9d3e-2b5c6a7d8e9f",'
     b'"currency":"KZT","balance":"1.00"}}'
 )
 

@@ -409,12 +409,10 @@ class Wallets:
             endpoint, request, identifier=identifier, request_id=request_id, timeout=timeout
         )
         state = result.request_status
-        if not wait or state is None or state.is_final:
+        if not wait or state.is_final:
             return result
         final = await self.wait(request_id, timeout=wait_timeout)
-        changes: dict[str, Any] = {"request_status_raw": final.request_status_raw}
-        if final.dt is not None:
-            changes["dt"] = final.dt
+        changes: dict[str, Any] = {"request_status_raw": final.request_status_raw, "dt": final.dt}
         if isinstance(result, WalletAdded) and final.wallet is not None:
             changes["wallet"] = final.wallet
         return msgspec.structs.replace(result, **changes)
@@ -522,5 +520,4 @@ async def _refuse(error: FreedomPayError, cause: Exception) -> WalletInfo:
 
 
 def _finished(result: RequestStatusResult) -> bool:
-    state = result.request_status
-    return state is not None and state.is_final
+    return result.request_status.is_final
