@@ -12,8 +12,14 @@ Credentials and host come from ``--auth-id`` / ``--secret-key`` / ``--base-url``
 ``--region``), else from ``FREEDOMPAY_AUTH_ID`` / ``FREEDOMPAY_SECRET_KEY`` /
 ``FREEDOMPAY_BASE_URL``.
 
-Exit status: 0 every lookup succeeded; 1 some lookup failed (or the input could not be read);
-2 bad usage (missing credential, unknown option, unreadable file); 130 interrupted (Ctrl-C).
+Exit status: 0 every wallet was read; 1 some wallets failed; 2 usage, input or output error;
+3 run aborted (credentials refused, host or Redis unreachable, ``--max-errors`` reached);
+130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (see :mod:`._exit`).
+
+The package, by concern: ``_parser`` and ``_help`` (arguments, help texts), ``_commands``
+(info, poll, demo), ``_distributed`` (poll --distributed, worker), ``_poll`` (the loop:
+signals, aborts, summary), ``_input`` (ids sources), ``_outfile`` (``--out``: refuse, lock,
+resume) and ``_output`` (row writers), ``_progress``, ``_session``, ``_connection``, ``_exit``.
 """
 
 from __future__ import annotations
@@ -25,24 +31,33 @@ from collections.abc import Sequence
 
 from .._rows import COLUMNS, Row, to_row
 from ._exit import (
+    EXIT_ABORTED,
     EXIT_FAILED,
+    EXIT_HANGUP,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     PROG,
     InputError,
+    OutputError,
     UsageError,
     say,
 )
 from ._input import IdsFile
-from ._output import CsvWriter, JsonlWriter, SampleWriter, Writer, open_writer
+from ._outfile import Output, open_output, open_writer
+from ._output import CsvWriter, JsonlWriter, SampleWriter, Sink, Writer
 from ._parser import build_parser
-from ._poll import BatchRows, RowSource, drain, poll
+from ._poll import DEFAULT_MAX_ERRORS, BatchRows, Report, RowSource, drain, poll
 from ._progress import Progress, Tally
 
 __all__ = [
     "COLUMNS",
+    "DEFAULT_MAX_ERRORS",
+    "EXIT_ABORTED",
     "EXIT_FAILED",
+    "EXIT_HANGUP",
+    "EXIT_TERMINATED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -52,16 +67,21 @@ __all__ = [
     "IdsFile",
     "InputError",
     "JsonlWriter",
+    "Output",
+    "OutputError",
     "Progress",
+    "Report",
     "Row",
     "RowSource",
     "SampleWriter",
+    "Sink",
     "Tally",
     "UsageError",
     "Writer",
     "build_parser",
     "drain",
     "main",
+    "open_output",
     "open_writer",
     "poll",
     "to_row",
@@ -71,18 +91,21 @@ __all__ = [
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's own usage, not the top-level one
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         status: int = args.handler(args)
-    except UsageError as exc:
+    except (UsageError, InputError, OutputError) as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the poll loop
         say("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader of stdout went away (`... | head`): stop quietly, like other tools.
+        # The reader of stdout went away (`... | head`): stop quietly, like other tools; an
+        # output error all the same.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_USAGE
     return status

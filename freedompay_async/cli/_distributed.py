@@ -13,11 +13,10 @@ from typing import Any
 
 from ..batch import DEFAULT_CONCURRENCY
 from ._connection import client_from
-from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, say
-from ._input import IdsFile
-from ._output import open_writer
-from ._poll import RowSource, drain
+from ._exit import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_OK, UsageError, say
+from ._poll import Report, RowSource, drain
 from ._progress import Progress, Tally, progress_stream
+from ._session import configure_logging, poll_files
 
 
 def _distributed() -> ModuleType:
@@ -62,50 +61,47 @@ def poll_distributed(args: argparse.Namespace) -> int:
     config = _queue_config(args, args.distributed)
     shard_size = args.shard_size or distributed.DEFAULT_SHARD_SIZE
     window = args.window or distributed.DEFAULT_WINDOW
-    ids = IdsFile(args.ids)
-    try:
-        writer = open_writer(args.out, args.format)
-        try:
-            identifiers = ids.identifiers()
+    configure_logging(args.log_level, quiet=args.quiet)
+    with poll_files(args) as (ids, output):
+        identifiers = ids.identifiers()
 
-            async def run() -> int:
-                producer = distributed.Producer(config)
+        async def run() -> int:
+            producer = distributed.Producer(config)
 
-                def rows(progress: Progress) -> RowSource:
-                    run: RowSource = producer.poll(
-                        identifiers,
-                        shard_size=shard_size,
-                        window=window,
-                        run_id=args.run_id,
-                        on_progress=progress,
-                    )
-                    return run
-
-                def fraction(stats: Tally) -> float | None:
-                    # The input is read up to --window shards ahead of the rows: scale what
-                    # was read by how much of what was queued has come back.
-                    read = ids.fraction(stats)
-                    queued = getattr(stats, "ids", 0)
-                    return None if read is None or not queued else read * stats.done / queued
-
-                return await drain(
-                    producer,
-                    rows,
+            def rows(progress: Progress) -> RowSource:
+                run: RowSource = producer.poll(
                     identifiers,
-                    writer,
-                    fraction,
-                    progress_stream(),
-                    errors=(RedisError, SendTaskError),
+                    shard_size=shard_size,
+                    window=window,
+                    run_id=args.run_id,
+                    on_progress=progress,
                 )
+                return run
 
-            try:
-                return asyncio.run(run())
-            except ValueError as exc:  # run id already in use
-                raise UsageError(str(exc)) from None
-        finally:
-            writer.close()
-    finally:
-        ids.close()
+            def fraction(stats: Tally) -> float | None:
+                # The input is read up to --window shards ahead of the rows: scale what
+                # was read by how much of what was queued has come back.
+                read = ids.fraction(stats)
+                queued = getattr(stats, "ids", 0)
+                return None if read is None or not queued else read * stats.done / queued
+
+            report = Report(
+                output.writer,
+                fraction,
+                progress_stream(),
+                ids=ids,
+                out=output.name,
+                quiet=args.quiet,
+                max_errors=args.max_errors,
+            )
+            return await drain(
+                producer, rows, identifiers, report, errors=(RedisError, SendTaskError)
+            )
+
+        try:
+            return asyncio.run(run())
+        except ValueError as exc:  # run id already in use
+            raise UsageError(str(exc)) from None
 
 
 def worker_command(args: argparse.Namespace) -> int:
@@ -165,7 +161,7 @@ def worker_command(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except RedisError as exc:
         say(f"error: Redis at {config!r}: {type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+        return EXIT_ABORTED
     say(
         f"worker stopped: {stats.shards:,} shards ({stats.lookups:,} lookups) polled, "
         f"{stats.skipped:,} skipped, {stats.handed_back:,} handed back"

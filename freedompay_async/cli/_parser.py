@@ -10,9 +10,12 @@ from typing import TypeVar
 from .. import _config
 from .._version import __version__
 from ..batch import DEFAULT_CONCURRENCY
+from . import _help
 from ._commands import DEMO_SAMPLE, demo_command, info_command, poll_command
 from ._distributed import worker_command
 from ._exit import PROG
+from ._poll import DEFAULT_MAX_ERRORS
+from ._session import DEFAULT_LOG_LEVEL, LOG_LEVELS
 
 NumberT = TypeVar("NumberT", int, float)
 
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Freedom Pay E-Money wallets from the command line.",
-        epilog="Exit status: 0 all ok, 1 some lookup failed, 2 bad usage, 130 interrupted.",
+        epilog=_help.TOP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"API origin (default: ${_config.ENV_BASE_URL}, else the region's host)",
     )
     group.add_argument("--region", choices=sorted(_config.REGIONS), help="instead of --base-url")
+
+    verbosity = argparse.ArgumentParser(add_help=False)
+    group = verbosity.add_argument_group("messages")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress line and no summary: only errors on stderr",
+    )
+    group.add_argument(
+        "--log-level",
+        default=DEFAULT_LOG_LEVEL,
+        choices=LOG_LEVELS,
+        help=f"log level on stderr (default: {DEFAULT_LOG_LEVEL})",
+    )
 
     timeout = argparse.ArgumentParser(add_help=False)
     timeout.add_argument(
@@ -89,15 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     info = commands.add_parser(
-        "info", parents=[connection, timeout], help="print one wallet as JSON"
+        "info",
+        parents=[connection, timeout, verbosity],
+        help="print one wallet as JSON",
+        description="Look one wallet up and print the reply as JSON.",
+        epilog=_help.INFO,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("identifier", help="the wallet's identifier in your system")
-    info.set_defaults(handler=info_command)
+    info.set_defaults(command_parser=info, handler=info_command)
 
     poll_parser = commands.add_parser(
         "poll",
-        parents=[connection, timeout, batch, output],
+        parents=[connection, timeout, batch, output, verbosity],
         help="look up every wallet in a file, one output line each",
+        epilog=_help.POLL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Read identifiers (one per line) from IDS_FILE or stdin, look them all up "
         "and write one line per wallet as results arrive: balance, currency and status, or the "
         "error. Progress (rate, ETA) is shown on a terminal; a summary is printed at the end.",
@@ -105,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     poll_parser.add_argument("ids", metavar="IDS_FILE", help="file of identifiers, or - for stdin")
     poll_parser.add_argument(
         "-o", "--out", default="-", help="results file, .jsonl or .csv (default: stdout, JSONL)"
+    )
+    existing = poll_parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume",
+        action="store_true",
+        help="--out exists: skip the identifiers it has, append the rest",
+    )
+    existing.add_argument("--overwrite", action="store_true", help="--out exists: replace it")
+    poll_parser.add_argument(
+        "--max-errors",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_ERRORS,
+        metavar="N",
+        help="stop (exit 3) when N lookups in a row cannot reach the API "
+        f"(default: {DEFAULT_MAX_ERRORS}; 0: never)",
     )
     group = poll_parser.add_argument_group(
         "distributed",
@@ -123,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=_positive_int, help="shards queued or running at once (default: 64)"
     )
     group.add_argument("--run-id", help="name of the run's Redis keys (default: random)")
-    poll_parser.set_defaults(handler=poll_command)
+    poll_parser.set_defaults(command_parser=poll_parser, handler=poll_command)
 
     worker = commands.add_parser(
         "worker",
@@ -134,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "stops taking shards and lets those in flight finish (--grace); a second one stops at "
         "once. Shards not finished go back to the queue; a killed worker's shards are taken "
         "over by another worker after --lease seconds. Needs the redis extra.",
+        epilog=_help.WORKER,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("url", metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
     group = worker.add_argument_group("queue")
@@ -159,12 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error"),
         help="log level on stderr (default: info)",
     )
-    worker.set_defaults(handler=worker_command)
+    worker.set_defaults(command_parser=worker, handler=worker_command)
 
     demo = commands.add_parser(
         "demo",
-        parents=[timeout, batch, output],
+        parents=[timeout, batch, output, verbosity],
         help="run poll against a built-in fake server",
+        epilog=_help.DEMO,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Start the bundled FakeFreedomPay on 127.0.0.1 with N wallets and run the "
         "same lookups as poll against it: the whole product, no account needed.",
     )
@@ -186,5 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-o", "--out", help=f"results file, .jsonl or .csv (default: print {DEMO_SAMPLE} rows)"
     )
-    demo.set_defaults(handler=demo_command)
+    demo.add_argument("--overwrite", action="store_true", help="--out exists: replace it")
+    demo.set_defaults(command_parser=demo, handler=demo_command)
     return parser
