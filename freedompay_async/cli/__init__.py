@@ -46,7 +46,7 @@ from ._exit import (
 )
 from ._input import IdsFile
 from ._outfile import Output, open_output, open_writer
-from ._output import CsvWriter, JsonlWriter, SampleWriter, Sink, Writer
+from ._output import CsvWriter, JsonlWriter, SampleWriter, Sink, Writer, csv_cell, csv_uncell
 from ._parser import build_parser
 from ._poll import DEFAULT_MAX_ERRORS, BatchRows, Report, RowSource, drain, poll
 from ._progress import Progress, Tally
@@ -79,6 +79,8 @@ __all__ = [
     "UsageError",
     "Writer",
     "build_parser",
+    "csv_cell",
+    "csv_uncell",
     "drain",
     "main",
     "open_output",

@@ -56,13 +56,16 @@ class Sink:
         self._stream = stream
         self.interactive = _isatty(stream) if stream is not None else False
         self._regular = fd is not None and _is_regular(fd)
-        self._failed = False
+        self._failed: str | type[BrokenPipeError] | None = None
+        """Why an earlier write failed: every later one fails the same way."""
 
     def put(self, data: bytes | bytearray) -> None:
         """Write all of ``data``, or raise :class:`OutputError` (and, on a regular file, cut
         off whatever part of ``data`` did reach it)."""
-        if self._failed:
-            raise OutputError(f"cannot write {self.name}: an earlier write failed")
+        if self._failed is not None:
+            raise (
+                BrokenPipeError() if self._failed is BrokenPipeError else OutputError(self._failed)
+            )
         start = (
             os.lseek(self._fd, 0, os.SEEK_CUR) if self._regular and self._fd is not None else None
         )
@@ -76,15 +79,15 @@ class Sink:
                 self._stream.write(data)
                 self._stream.flush()
         except BrokenPipeError:
-            self._failed = True
+            self._failed = BrokenPipeError
             raise
         except (OSError, ValueError) as exc:
-            self._failed = True
             if start is not None and self._fd is not None:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, start)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise OutputError(f"cannot write {self.name}: {reason}") from None
+            self._failed = f"cannot write {self.name}: {reason}"
+            raise OutputError(self._failed) from None
 
     def close(self) -> None:
         if self._fd is not None:

@@ -15,7 +15,7 @@ import anyio
 
 from .._client import FreedomPayClient
 from .._rows import Row, to_row
-from ..batch import Batch, BatchStats
+from ..batch import PROGRESS_INTERVAL, Batch, BatchStats
 from ..errors import AuthenticationError, FreedomPayError, RequestTimeoutError, TransportError
 from ..models import WalletInfo
 from ._exit import (
@@ -127,6 +127,26 @@ class BatchRows:
         return to_row(await self._batch.__anext__())
 
 
+class _Flusher:
+    """Hands the buffered rows to the output every :data:`PROGRESS_INTERVAL` seconds, also
+    while no result comes (ids trickling through a pipe, a stalled run): the batch's progress
+    calls, which flush too, come only with results. A timer callback, not a task."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(PROGRESS_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        # A failure is raised again, the same, by the next write or the final flush.
+        with contextlib.suppress(OutputError, OSError):
+            self._writer.flush()
+        self._handle = self._loop.call_later(PROGRESS_INTERVAL, self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
 @dataclass
 class Report:
     """Where and how a poll reports: the rows' writer, the progress line, the input (for the
@@ -207,6 +227,7 @@ async def drain(
             finished = False
             with anyio.CancelScope() as scope:
                 interrupt = _Interrupt(scope)
+                flusher = _Flusher(writer)
                 try:
                     async with source as rows:
                         async for row in rows:
@@ -230,6 +251,7 @@ async def drain(
                         else:
                             finished = True
                 finally:
+                    flusher.stop()
                     interrupt.remove()
                     signum = interrupt.signal
             if failure is None:
