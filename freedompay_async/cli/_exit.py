@@ -13,7 +13,6 @@ code   meaning
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Final
 
@@ -22,9 +21,10 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_ABORTED: Final = 3
-EXIT_INTERRUPTED: Final = 128 + signal.SIGINT  # 130
-EXIT_TERMINATED: Final = 128 + signal.SIGTERM  # 143
-EXIT_HANGUP: Final = 128 + signal.SIGHUP  # 129
+#: 128 + the signal's number, as shells report a process ended by it.
+EXIT_INTERRUPTED: Final = 130  # SIGINT (2)
+EXIT_TERMINATED: Final = 143  # SIGTERM (15)
+EXIT_HANGUP: Final = 129  # SIGHUP (1; no such signal on Windows)
 
 #: The exit-status table of every command's help.
 EXIT_HELP: Final = """\

@@ -14,6 +14,7 @@ import csv
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -152,39 +153,43 @@ def _lock(fd: int, path: str) -> None:
         pass  # a file system without locks: go on unlocked
 
 
-def _records(fd: int, *, csv_quotes: bool) -> tuple[list[tuple[int, bytes]], int]:
-    """The complete records of the file (line number, bytes) and the offset after the last.
+class _Records:
+    """The complete records of an output file, streamed: iterate for (line number, bytes);
+    then ``end`` is the offset just after the last complete one.
 
     A record ends at a newline; in CSV only at one outside quotes (an even count of ``"`` so
     far in the record: the csv module doubles quotes inside a quoted cell)."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    records: list[tuple[int, bytes]] = []
-    pending = bytearray()
-    quotes = 0
-    offset = end = 0
-    line = 0
-    start_line = 1
-    while chunk := os.read(fd, _READ_CHUNK):
-        for piece in chunk.splitlines(keepends=True):
-            pending += piece
-            offset += len(piece)
-            if not piece.endswith(b"\n"):
-                continue
-            line += 1
-            if csv_quotes:
-                quotes += piece.count(b'"')
-                if quotes % 2:
+
+    def __init__(self, fd: int, *, csv_quotes: bool) -> None:
+        self._fd = fd
+        self._csv = csv_quotes
+        self.end = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        pending = bytearray()
+        quotes = offset = line = 0
+        start_line = 1
+        while chunk := os.read(self._fd, _READ_CHUNK):
+            for piece in chunk.splitlines(keepends=True):
+                pending += piece
+                offset += len(piece)
+                if not piece.endswith(b"\n"):
                     continue
-                quotes = 0
-            records.append((start_line, bytes(pending)))
-            pending.clear()
-            end = offset
-            start_line = line + 1
-    return records, end
+                line += 1
+                if self._csv:
+                    quotes += piece.count(b'"')
+                    if quotes % 2:
+                        continue
+                    quotes = 0
+                yield start_line, bytes(pending)
+                pending.clear()
+                self.end = offset
+                start_line = line + 1
 
 
 def _read_jsonl(fd: int, path: str, done: set[str]) -> int:
-    records, end = _records(fd, csv_quotes=False)
+    records = _Records(fd, csv_quotes=False)
     decode = msgspec.json.Decoder(_Identifier).decode
     for line, record in records:
         if not record.strip():
@@ -196,13 +201,11 @@ def _read_jsonl(fd: int, path: str, done: set[str]) -> int:
                 f"cannot resume {path}: line {line:,} is not a row of this program "
                 "(is it the right file, and JSON Lines?)"
             ) from None
-    return end
+    return records.end
 
 
 def _read_csv(fd: int, path: str, done: set[str]) -> int:
-    records, end = _records(fd, csv_quotes=True)
-    if not records:
-        return 0  # not even the header line: written again
+    records = _Records(fd, csv_quotes=True)
     for line, record in records:
         try:
             cells = next(csv.reader([record.decode("utf-8")]), [])
@@ -217,4 +220,4 @@ def _read_csv(fd: int, path: str, done: set[str]) -> int:
         if len(cells) != len(COLUMNS):
             raise UsageError(f"cannot resume {path}: line {line:,} is not a row of this program")
         done.add(csv_uncell(cells[0]))
-    return end
+    return records.end  # 0 without even a whole header line: it is written again
