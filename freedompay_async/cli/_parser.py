@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -43,10 +44,16 @@ _positive_float = _number(float, zero_ok=False)
 _non_negative_float = _number(float, zero_ok=True)
 
 
+def _wrap(text: str) -> str:
+    """A paragraph wrapped as argparse would (the commands' formatter keeps texts as written,
+    for the examples and tables of their epilogs)."""
+    return textwrap.fill(text, 88)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Freedom Pay E-Money wallets from the command line.",
+        description=_wrap("Freedom Pay E-Money wallets from the command line."),
         epilog=_help.TOP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -111,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info",
         parents=[connection, timeout, verbosity],
         help="print one wallet as JSON",
-        description="Look one wallet up and print the reply as JSON.",
+        description=_wrap("Look one wallet up and print the reply as JSON."),
         epilog=_help.INFO,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -124,9 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="look up every wallet in a file, one output line each",
         epilog=_help.POLL,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read identifiers (one per line) from IDS_FILE or stdin, look them all up "
-        "and write one line per wallet as results arrive: balance, currency and status, or the "
-        "error. Progress (rate, ETA) is shown on a terminal; a summary is printed at the end.",
+        description=_wrap(
+            "Read identifiers (one per line) from IDS_FILE or stdin, look them all up "
+            "and write one line per wallet as results arrive: balance, currency and status, or the "
+            "error. Progress (rate, ETA) is shown on a terminal; a summary is printed at the end."
+        ),
     )
     poll_parser.add_argument("ids", metavar="IDS_FILE", help="file of identifiers, or - for stdin")
     poll_parser.add_argument(
@@ -149,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group = poll_parser.add_argument_group(
         "distributed",
-        "Queue the ids in shards on Redis for `freedompay-async worker` processes (on any "
-        "number of machines) and write the rows they store; credentials and lookup options "
-        "belong to the workers. Needs the redis extra.",
+        _wrap(
+            "Queue the ids in shards on Redis for `freedompay-async worker` processes (on any "
+            "number of machines) and write the rows they store; credentials and lookup options "
+            "belong to the workers. Needs the redis extra."
+        ),
     )
     group.add_argument("--distributed", metavar="URL", help="Redis URL, e.g. redis://host:6379/0")
     group.add_argument(
@@ -170,11 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         "worker",
         parents=[connection, timeout, batch],
         help="poll shards queued by poll --distributed, until stopped",
-        description="Take shards from the Redis queue, look their wallets up with one client "
-        "for the whole process, store the rows and acknowledge the shard. SIGTERM or Ctrl-C "
-        "stops taking shards and lets those in flight finish (--grace); a second one stops at "
-        "once. Shards not finished go back to the queue; a killed worker's shards are taken "
-        "over by another worker after --lease seconds. Needs the redis extra.",
+        description=_wrap(
+            "Take shards from the Redis queue, look their wallets up with one client "
+            "for the whole process, store the rows and acknowledge the shard. SIGTERM or Ctrl-C "
+            "stops taking shards and lets those in flight finish (--grace); a second one stops at "
+            "once. Shards not finished go back to the queue; a killed worker's shards are taken "
+            "over by another worker after --lease seconds. Needs the redis extra."
+        ),
         epilog=_help.WORKER,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -210,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run poll against a built-in fake server",
         epilog=_help.DEMO,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Start the bundled FakeFreedomPay on 127.0.0.1 with N wallets and run the "
-        "same lookups as poll against it: the whole product, no account needed.",
+        description=_wrap(
+            "Start the bundled FakeFreedomPay on 127.0.0.1 with N wallets and run the "
+            "same lookups as poll against it: the whole product, no account needed."
+        ),
     )
     demo.add_argument(
         "--wallets", type=_positive_int, default=10_000, help="wallets to seed (default: 10000)"
