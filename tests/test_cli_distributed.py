@@ -5,6 +5,7 @@ kept, run keys deleted, 143 / 129); ``--out`` is refused, locked and resumed as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -89,7 +90,8 @@ async def wait_for_rows(path: Path, rows: int, process: asyncio.subprocess.Proce
 
 async def end(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
         await process.wait()
 
 
@@ -177,7 +179,8 @@ async def test_producer_sigkilled_then_resumed_has_every_id_once(
     try:
         await wait_for_rows(out, 40, producer)
     finally:
-        producer.kill()
+        with contextlib.suppress(ProcessLookupError):  # (ended already: nothing to kill)
+            producer.kill()  # SIGKILL: no clean-up at all
         await producer.wait()
     before = out.read_bytes()
     # A second run while nobody holds the file: without --resume it is refused, untouched.

@@ -7,6 +7,7 @@ destroyed: refused when they exist, locked while written, resumed after a SIGKIL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -393,7 +394,8 @@ async def test_sigkill_mid_run_then_resume_has_every_id_exactly_once(
     try:
         await wait_for_rows(out, 50, process)
     finally:
-        process.kill()  # SIGKILL: no clean-up at all
+        with contextlib.suppress(ProcessLookupError):  # (ended already: nothing to kill)
+            process.kill()  # SIGKILL: no clean-up at all
         await process.wait()
     before = out.read_bytes()
     if fmt == "jsonl":
@@ -413,17 +415,24 @@ async def test_sigkill_mid_run_then_resume_has_every_id_exactly_once(
 async def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(
     slow_fake: FakeFreedomPay, tmp_path: Path
 ) -> None:
+    """The first run reads its ids from a pipe this test keeps open: it is alive (holding
+    the lock) for as long as the other runs are tried, whatever the machine's speed."""
     ids = tmp_path / "ids.txt"
     wanted = write_ids(ids, 300)
     out = tmp_path / "out.jsonl"
     env = environment(slow_fake)
-    first = await start("poll", str(ids), "-o", str(out), "-c", "4", env=env)
+    first = await start("poll", "-", "-o", str(out), env=env, stdin=asyncio.subprocess.PIPE)
+    assert first.stdin is not None
     try:
+        first.stdin.write("".join(f"{i}\n" for i in wanted[:100]).encode())
+        await first.stdin.drain()
         await wait_for_rows(out, 5, first)
         for flags in ((), ("--resume",), ("--overwrite",)):
             code, _, err = await run("poll", str(ids), "-o", str(out), *flags, env=env)
             assert code == cli.EXIT_USAGE, err
             assert "being written by another run" in err, err
+        first.stdin.write("".join(f"{i}\n" for i in wanted[100:]).encode())
+        first.stdin.close()
         _, err_bytes = await asyncio.wait_for(first.communicate(), 60)
     finally:
         if first.returncode is None:
