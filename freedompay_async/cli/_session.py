@@ -46,9 +46,12 @@ def poll_files(args: argparse.Namespace) -> Iterator[tuple[IdsFile, Output]]:
 
 
 def configure_logging(level: str, *, quiet: bool = False) -> None:
-    """Log records of this package (and its dependencies) at ``level`` or above on stderr."""
-    if quiet:
-        level = "error"
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level.upper())
+    """Log records of this package (and its dependencies) at ``level`` or above on stderr.
+
+    Only when nothing configured logging before (the command's own process): a program that
+    calls :func:`main` in-process (tests, an embedding app) keeps its own configuration."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel("ERROR" if quiet else level.upper())
