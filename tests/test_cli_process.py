@@ -440,3 +440,20 @@ async def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes
             await first.wait()
     assert first.returncode == 0, err_bytes.decode()
     assert sorted(identifiers_in(out)) == sorted(wanted)  # the file is intact
+
+
+async def test_log_level_shows_the_retries_and_quiet_hides_the_summary(
+    refused_url: str, tmp_path: Path
+) -> None:
+    ids = tmp_path / "ids.txt"
+    write_ids(ids, 1)
+    env = environment(base_url=refused_url)
+    code, _, err = await run("poll", str(ids), env=env)
+    assert code == cli.EXIT_ABORTED and "attempt 1 of 3 failed" not in err  # default: errors
+    code, _, err = await run("poll", str(ids), "--log-level", "warning", env=env)
+    assert code == cli.EXIT_ABORTED and "attempt 1 of 3 failed" in err
+    code, _, err = await run("info", "user-1", "--log-level", "warning", env=env)
+    assert code == cli.EXIT_ABORTED and "attempt 1 of 3 failed" in err
+    code, _, err = await run("info", "user-1", "--quiet", "--log-level", "warning", env=env)
+    assert code == cli.EXIT_ABORTED and "attempt 1 of 3 failed" not in err
+    assert "TransportError" in err  # the error itself is always said
