@@ -16,6 +16,7 @@ from .._config import (
     DEFAULT_WAIT_TIMEOUT,
     Timeout,
 )
+from .._mutations import send_mutation
 from .._polling import poll_until
 from .._protocol import Endpoint, RequestT
 from .._validate import (
@@ -64,9 +65,10 @@ class Wallets:
     """Wallet operations of the E-Money API.
 
     Reads (``info``, ``balance``, ``statement``, ``request_status``) may be retried safely.
-    Mutations (``add``, ``block``, ``close``, ``identify_owner``) carry a ``request_id`` and are
-    never resent by the SDK: keep the id (it is on the result and on every error) and ask
-    ``request_status`` / ``wait`` with it when the outcome is unknown.
+    Mutations (``add``, ``block``, ``close``, ``identify_owner``) carry a ``request_id``; when a
+    reply is lost they are resent with the same ``request_id`` and reconciled through Request
+    status, so each returns its real outcome or raises ``MutationOutcomeUnknownError`` (see
+    README, "Mutations"). The id is on the result and on every error.
     """
 
     __slots__ = ("_client",)
@@ -174,7 +176,9 @@ class Wallets:
 
         Raises:
             WalletExistsError: a wallet with this identifier exists (1003).
-            DuplicateRequestError: this ``request_id`` was used before (1002).
+            DuplicateRequestError: this ``request_id`` was used before this call (1002).
+            MutationOutcomeUnknownError: whether it happened cannot be known (resend it later
+                with the same ``request_id``).
             ValueError / TypeError: bad arguments (not sent).
         """
         country = check_country(country)
@@ -206,7 +210,8 @@ class Wallets:
 
         Raises:
             WalletNotFoundError (1004), WalletClosedError (1007), WalletBlockError (1008),
-            DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
+            DuplicateRequestError (1002), MutationOutcomeUnknownError; ValueError / TypeError for
+            bad arguments (not sent).
         """
         return await self._retire(
             _protocol.BLOCK,
@@ -235,7 +240,8 @@ class Wallets:
 
         Raises:
             WalletNotFoundError (1004), WalletClosedError (1007), WalletCloseError (1005),
-            DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
+            DuplicateRequestError (1002), MutationOutcomeUnknownError; ValueError / TypeError for
+            bad arguments (not sent).
         """
         return await self._retire(
             _protocol.CLOSE,
@@ -275,8 +281,8 @@ class Wallets:
         method's own options, so they cannot be owner fields.
 
         Raises:
-            WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002);
-            ValueError / TypeError for bad arguments (not sent).
+            WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002),
+            MutationOutcomeUnknownError; ValueError / TypeError for bad arguments (not sent).
         """
         check_identifier(identifier)
         fields = check_owner_fields(owner)
@@ -398,12 +404,18 @@ class Wallets:
         wait: bool,
         wait_timeout: float | None,
     ) -> MutationT:
-        """Send a mutation once; with ``wait``, follow a "processing" answer up to the end."""
+        """Send a mutation, resending and reconciling it when its reply is lost (see
+        :mod:`freedompay_async._mutations`); with ``wait``, follow "processing" to the end."""
         check_flag(wait, "wait")
         if wait:
             check_optional_seconds(wait_timeout, "wait_timeout")
-        result = await self._client._request(
-            endpoint, request, identifier=identifier, request_id=request_id, timeout=timeout
+        result = await send_mutation(
+            self._client,
+            endpoint,
+            request,
+            identifier=identifier,
+            request_id=request_id,
+            limits=None if timeout is None else Timeout.coerce(timeout),
         )
         state = result.request_status
         if not wait or state is None or state.is_final:
