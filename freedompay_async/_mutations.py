@@ -11,7 +11,8 @@ turns "the reply was lost" into the real outcome:
 2. A 1002 on a *resend* means an earlier send reached the server: Request status for the
    ``request_id`` gives the original outcome, returned as if its reply had arrived (success or
    "processing"), or raised as its typed error (``WalletClosedError``, ...). A 1002 on the
-   *first* send is the caller's reused id: ``DuplicateRequestError``, as always.
+   *first* send is the caller's reused id: ``DuplicateRequestError``, as always, unless the
+   call says it resumes one that ended in ``MutationOutcomeUnknownError`` (``resume=True``).
 3. When every send failed, one last Request status look may still tell the outcome.
 4. Otherwise :class:`~freedompay_async.errors.MutationOutcomeUnknownError`, with the
    ``request_id`` and the last cause: never a bare transport error.
@@ -109,10 +110,13 @@ async def send_mutation(
     identifier: str | None,
     request_id: UUID,
     limits: Timeout | None,
+    resume: bool = False,
 ) -> MutationT:
     """Send one mutation and return its definite outcome (see the module docstring).
 
     ``limits`` are the call's (``None``: the client's); ``limits.total`` bounds the whole call.
+    ``resume``: this call repeats one whose outcome was unknown, so even a 1002 on its first
+    send means an earlier send landed, and is reconciled.
     Raises the mutation's own errors (``WalletClosedError``, ``DuplicateRequestError`` for a
     reused id, ...), or ``MutationOutcomeUnknownError`` when the outcome cannot be known.
     """
@@ -129,7 +133,7 @@ async def send_mutation(
                 )
         except DuplicateRequestError as error:
             error.attempts = sends
-            if sends == 1 or not policy.resend_mutations:
+            if sends == 1 and not resume:
                 raise  # the caller's request_id was used before this call
             # An earlier send of this very request reached the server: learn what it did.
             return await _reconcile(
@@ -182,10 +186,10 @@ async def _reconcile(
     except RequestNotFoundError:
         # Not there (yet): a send still on its way may land later, so this proves nothing.
         why = "Request status does not know it yet (1006), and a send may still land"
-        raise _unknown(endpoint, identifier, request_id, sends, cause, why) from None
+        raise _unknown(endpoint, identifier, request_id, sends, cause, why) from cause
     except (FreedomPayError, TimeoutError) as error:
         why = f"Request status failed too ({type(error).__name__})"
-        raise _unknown(endpoint, identifier, request_id, sends, cause, why) from None
+        raise _unknown(endpoint, identifier, request_id, sends, cause, why) from cause
     state = status.request_status
     if logger.isEnabledFor(logging.INFO):
         logger.info(

@@ -161,11 +161,15 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
     ) -> WalletAdded:
         """Open a wallet in ``currency`` for a customer in ``country``.
 
         ``request_id`` is generated (UUID4) when not given; it is on the result and on any
         error. With ``wait=True`` a "processing" answer is followed up with :meth:`wait`.
+        ``resume=True`` repeats a call that raised ``MutationOutcomeUnknownError`` (same
+        arguments, same ``request_id``): if an earlier send of it landed meanwhile, its outcome
+        is returned instead of ``DuplicateRequestError``. The other mutations take it too.
 
         >>> added = await client.wallets.add(  # doctest: +SKIP
         ...     country="KAZ", currency="KZT", identifier="user-42"
@@ -185,12 +189,19 @@ class Wallets:
         currency = check_currency(currency)
         if identifier is not None:
             check_identifier(identifier)
-        rid = request_id_or_new(request_id)
+        rid = _request_id(request_id, resume)
         request = AddRequest(
             request_id=rid, country=country, currency=currency, identifier=identifier
         )
         return await self._mutate(
-            _protocol.ADD, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+            _protocol.ADD,
+            request,
+            identifier,
+            rid,
+            timeout,
+            wait=wait,
+            wait_timeout=wait_timeout,
+            resume=resume,
         )
 
     async def block(
@@ -202,6 +213,7 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
     ) -> MutationResult:
         """Block a wallet; ``reason`` is sent as its ``description``.
 
@@ -222,6 +234,7 @@ class Wallets:
             timeout,
             wait,
             wait_timeout,
+            resume,
         )
 
     async def close(
@@ -233,6 +246,7 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
     ) -> MutationResult:
         """Close a wallet for good; ``reason`` is sent as its ``description`` (path unverified).
 
@@ -252,6 +266,7 @@ class Wallets:
             timeout,
             wait,
             wait_timeout,
+            resume,
         )
 
     async def identify_owner(
@@ -262,6 +277,7 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
         **owner: Any,
     ) -> MutationResult:
         """Link an identified owner (KYC data) to a wallet (**provisional**).
@@ -277,8 +293,8 @@ class Wallets:
 
         Values: ``str``, ``int``, ``bool``, ``Decimal``, ``date``, aware ``datetime`` and
         dicts / lists of these; never ``float`` or ``None``. Names must look like
-        ``first_name``; ``request_id``, ``timeout``, ``wait`` and ``wait_timeout`` are this
-        method's own options, so they cannot be owner fields.
+        ``first_name``; ``request_id``, ``timeout``, ``wait``, ``wait_timeout`` and ``resume``
+        are this method's own options, so they cannot be owner fields.
 
         Raises:
             WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002),
@@ -286,7 +302,7 @@ class Wallets:
         """
         check_identifier(identifier)
         fields = check_owner_fields(owner)
-        rid = request_id_or_new(request_id)
+        rid = _request_id(request_id, resume)
         request = owner_identification_request(rid, identifier, fields)
         return await self._mutate(
             _protocol.IDENTIFY_OWNER,
@@ -296,6 +312,7 @@ class Wallets:
             timeout,
             wait=wait,
             wait_timeout=wait_timeout,
+            resume=resume,
         )
 
     async def request_status(
@@ -382,15 +399,23 @@ class Wallets:
         timeout: float | Timeout | None,
         wait: bool,
         wait_timeout: float | None,
+        resume: bool,
     ) -> MutationResult:
         """Block and Close: the same body (``request_id``, ``identifier``, ``description``)."""
         check_identifier(identifier)
-        rid = request_id_or_new(request_id)
+        rid = _request_id(request_id, resume)
         request = request_type(
             request_id=rid, identifier=identifier, description=check_reason(reason)
         )
         return await self._mutate(
-            endpoint, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+            endpoint,
+            request,
+            identifier,
+            rid,
+            timeout,
+            wait=wait,
+            wait_timeout=wait_timeout,
+            resume=resume,
         )
 
     async def _mutate(
@@ -403,6 +428,7 @@ class Wallets:
         *,
         wait: bool,
         wait_timeout: float | None,
+        resume: bool,
     ) -> MutationT:
         """Send a mutation, resending and reconciling it when its reply is lost (see
         :mod:`freedompay_async._mutations`); with ``wait``, follow "processing" to the end."""
@@ -416,6 +442,7 @@ class Wallets:
             identifier=identifier,
             request_id=request_id,
             limits=None if timeout is None else Timeout.coerce(timeout),
+            resume=resume,
         )
         state = result.request_status
         if not wait or state is None or state.is_final:
@@ -505,6 +532,13 @@ class Wallets:
 async def _refuse(error: FreedomPayError, cause: Exception) -> WalletInfo:
     """An awaitable that fails with ``error`` (caused by ``cause``) when the batch awaits it."""
     raise error from cause
+
+
+def _request_id(request_id: UUID | str | None, resume: bool) -> UUID:
+    """The mutation's ``request_id``: the caller's, or a new UUID4 (not when resuming)."""
+    if check_flag(resume, "resume") and request_id is None:
+        raise ValueError("resume=True needs the request_id of the call it resumes")
+    return request_id_or_new(request_id)
 
 
 def _finished(result: RequestStatusResult) -> bool:
