@@ -191,8 +191,8 @@ async def _reconcile(
         why = f"Request status failed too ({type(error).__name__})"
         raise _unknown(endpoint, identifier, request_id, sends, cause, why) from cause
     state = status.request_status
-    if logger.isEnabledFor(logging.INFO):
-        logger.info(
+    if logger.isEnabledFor(logging.WARNING):
+        logger.warning(
             "%s %r: outcome of request %s learned from Request status after %d sends: %s",
             endpoint.name,
             identifier,

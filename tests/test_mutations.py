@@ -6,9 +6,13 @@ replies either before the endpoint ran (nothing happened) or after (it happened)
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
+import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -387,3 +391,36 @@ async def test_reply_lost_faults_run_the_endpoint_first(fake: FakeFreedomPay, ki
     expected: Any = TransportError  # a RequestTimeoutError is one too
     assert isinstance(caught.value.cause, expected)
     assert fake.wallets["user-1"].status == "blocked"
+
+
+# -- the README's "Mutations" example -----------------------------------------------------------
+
+
+def _readme_mutations_examples() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Mutations\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+README_MUTATIONS_EXAMPLES = _readme_mutations_examples()
+
+
+async def test_the_readme_recovery_recipe_runs_and_recovers(
+    fake: FakeFreedomPay, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (source,) = README_MUTATIONS_EXAMPLES
+    # Every send of the first call is dropped before it runs: the outcome is unknown.
+    fake.inject_faults(only("server_error"), path=BLOCK.path, times=FAST.max_attempts)
+    async with fake.client(retry=FAST, timeout=LIMITS) as client:
+        code = compile(source, "README Mutations", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        namespace: dict[str, Any] = {"client": client}
+        result = eval(code, namespace)
+        if inspect.iscoroutine(result):
+            await result
+    rid = namespace["request_id"]
+    assert str(rid) in capsys.readouterr().out  # the except branch ran
+    assert fake.stats.faults == {"server_error": FAST.max_attempts}
+    assert len(fake.stats.mutation_sends[rid]) == FAST.max_attempts + 1
+    assert fake.requests[rid].executions == 1
+    assert fake.wallets["user-3"].status == "blocked"
