@@ -13,7 +13,8 @@ turns "the reply was lost" into the real outcome:
    "processing"), or raised as its typed error (``WalletClosedError``, ...). A 1002 on the
    *first* send is the caller's reused id: ``DuplicateRequestError``, as always, unless the
    call says it resumes one that ended in ``MutationOutcomeUnknownError`` (``resume=True``).
-3. When every send failed, one last Request status look may still tell the outcome.
+3. When every send failed (or a resend was refused without an API answer, e.g. 403), one
+   last Request status look may still tell the outcome.
 4. Otherwise :class:`~freedompay_async.errors.MutationOutcomeUnknownError`, with the
    ``request_id`` and the last cause: never a bare transport error.
 
@@ -45,7 +46,9 @@ from . import _protocol
 from ._config import Timeout
 from ._protocol import Endpoint, RequestT
 from .errors import (
+    APIError,
     AuthenticationError,
+    ClientClosedError,
     DuplicateRequestError,
     FreedomPayError,
     HTTPStatusError,
@@ -141,9 +144,11 @@ async def send_mutation(
             )
         except FreedomPayError as error:
             error.attempts = sends
-            if not outcome_unknown(error):
-                raise
             last = error
+            if not outcome_unknown(error):
+                if sends == 1 or isinstance(error, (APIError, ClientClosedError)):
+                    raise  # what this request did (an API error), or nothing was sent
+                break  # a refused resend (401, 4xx) says nothing of the earlier sends
         except TimeoutError as exc:  # the call's time limit ran out while a send was in flight
             last = _out_of_time(endpoint, identifier, request_id, limits, exc)
             last.attempts = sends

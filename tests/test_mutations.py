@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freedompay_async import (
+    AuthenticationError,
     DuplicateRequestError,
     FreedomPayClient,
     FreedomPayError,
@@ -424,3 +425,29 @@ async def test_the_readme_recovery_recipe_runs_and_recovers(
     assert len(fake.stats.mutation_sends[rid]) == FAST.max_attempts + 1
     assert fake.requests[rid].executions == 1
     assert fake.wallets["user-3"].status == "blocked"
+
+
+async def test_a_resend_refused_by_a_gateway_is_still_reconciled(fake: FakeFreedomPay) -> None:
+    # The first send is carried out and its reply stalls; the resend is refused with 403 by
+    # something in front of the API. That says nothing of the first send: ask Request status.
+    fake.inject_faults(only("reply_stall"), path=BLOCK.path, times=1)
+    rid = uuid4()
+    async with fake.client(retry=FAST, timeout=LIMITS) as client:
+        call = asyncio.create_task(client.wallets.block("user-1", reason="x", request_id=rid))
+        while rid not in fake.requests:  # carried out; its reply is being held back
+            await asyncio.sleep(0.005)
+        fake.respond_with(BLOCK.path, b"forbidden", status=403)
+        done = await call
+    assert done.request_status is RequestStatus.SUCCESS
+    assert len(fake.stats.mutation_sends[rid]) == 2
+    assert fake.stats.by_path[REQUEST_STATUS.path] == 1
+    assert fake.requests[rid].executions == 1
+
+
+async def test_a_first_send_refused_by_a_gateway_raises_as_it_is(fake: FakeFreedomPay) -> None:
+    fake.respond_with(BLOCK.path, b"forbidden", status=403)
+    async with fake.client(retry=FAST, timeout=LIMITS) as client:
+        with pytest.raises(AuthenticationError):
+            await client.wallets.block("user-1", reason="x")
+    assert fake.stats.by_path.get(REQUEST_STATUS.path, 0) == 0
+    assert fake.requests == {}
