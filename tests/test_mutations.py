@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import pickle
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -50,9 +51,9 @@ DROPPED_KINDS = sorted(set(FAULT_KINDS) - APPLIED_KINDS)
 Call = Callable[[FreedomPayClient, UUID], Awaitable[MutationResult]]
 
 
-def only(kind: str) -> Faults:
-    """Every request draws ``kind``."""
-    return Faults(**{f"{kind}_rate": 1.0}, stall_seconds=STALL)
+def only(kind: str, stall: float = STALL) -> Faults:
+    """Every request draws ``kind``; a stall holds the request ``stall`` seconds."""
+    return Faults(**{f"{kind}_rate": 1.0}, stall_seconds=stall)
 
 
 MUTATIONS: dict[str, Call] = {
@@ -80,7 +81,7 @@ def applied(fake: FakeFreedomPay, name: str) -> bool:
 
 async def settle(fake: FakeFreedomPay) -> None:
     """Wait until the fake has no request in flight (a stalled one lands late)."""
-    for _ in range(500):
+    for _ in range(1000):
         if fake.stats.in_flight == 0:
             return
         await asyncio.sleep(0.01)
@@ -238,7 +239,8 @@ async def test_every_reply_lost_still_reconciles_when_all_sends_fail(
 async def test_unknown_outcome_raises_with_request_id_and_cause_and_the_recipe_works(
     fake: FakeFreedomPay, kind: str
 ) -> None:
-    fake.inject_faults(only(kind), path=BLOCK.path)
+    # Stalled sends land late, after the call gave up (3 sends of LIMITS.read, then a look).
+    fake.inject_faults(only(kind, stall=3.0), path=BLOCK.path)
     rid = uuid4()
     async with fake.client(retry=FAST, timeout=LIMITS) as client:
         with pytest.raises(MutationOutcomeUnknownError) as caught:
@@ -451,3 +453,13 @@ async def test_a_first_send_refused_by_a_gateway_raises_as_it_is(fake: FakeFreed
             await client.wallets.block("user-1", reason="x")
     assert fake.stats.by_path.get(REQUEST_STATUS.path, 0) == 0
     assert fake.requests == {}
+
+
+def test_an_unknown_outcome_survives_pickling_with_its_request_id_and_cause() -> None:
+    rid = uuid4()
+    cause = TransportError("reset", endpoint="block", request_id=rid)
+    error = MutationOutcomeUnknownError("unknown", cause=cause, endpoint="block", request_id=rid)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is MutationOutcomeUnknownError
+    assert copy.request_id == rid
+    assert isinstance(copy.cause, TransportError) and copy.cause.message == "reset"
