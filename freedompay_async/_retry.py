@@ -38,7 +38,8 @@ class RetryPolicy:
     Request status (see ``freedompay_async._mutations``); ``resend_mutations=False`` sends each
     mutation once instead. Both count ``max_attempts`` sends. The wait before attempt ``n + 1`` is drawn uniformly from
     ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter"); a ``Retry-After`` header
-    (seconds or an HTTP date) replaces it, capped at ``max_retry_after``.
+    (seconds or an HTTP date) replaces it, capped at ``max_retry_after``. Neither ever runs
+    past the call's total timeout: a wait that would is not taken, and the error is raised.
 
     >>> RetryPolicy(max_attempts=5, backoff=0.1)  # doctest: +ELLIPSIS
     RetryPolicy(max_attempts=5, backoff=0.1, max_backoff=5.0, max_retry_after=30.0, ...)
@@ -113,7 +114,7 @@ def is_transient(error: FreedomPayError, *, read: bool) -> bool:
 def parse_retry_after(value: str, *, now: Callable[[], float] = time.time) -> float | None:
     """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; ``None`` if invalid."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²": str.isdigit() takes any Unicode digit
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
