@@ -209,7 +209,9 @@ async def test_processing_found_by_reconciliation_is_returned_or_waited_for(
 
 async def test_an_add_whose_status_lacks_the_wallet_fetches_it(fake: FakeFreedomPay) -> None:
     fake.inject_faults(only("reply_lost"), path=ADD.path, times=1)
-    fake.respond_with(REQUEST_STATUS.path, {"status": "ok", "request_status": "0"})
+    fake.respond_with(
+        REQUEST_STATUS.path, {"status": "ok", "request_status": "0", "dt": "2026-01-01T00:00:00Z"}
+    )
     async with fake.client(retry=FAST, timeout=LIMITS) as client:
         added = await client.wallets.add(country="KAZ", currency="KZT", identifier="new-1")
     assert added.request_status is RequestStatus.SUCCESS
