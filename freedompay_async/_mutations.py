@@ -6,7 +6,8 @@ and the server refuses a ``request_id`` it has seen with **1002** without carryi
 turns "the reply was lost" into the real outcome:
 
 1. Send the request. A failure that leaves the outcome unknown (connection error, timeout,
-   5xx, 429, an undecodable reply) is followed, after the policy's backoff, by a resend of the
+   5xx, 429, an undecodable reply) is followed, after the policy's backoff (or a 429's
+   ``Retry-After``, capped at ``max_retry_after``), by a resend of the
    same bytes with the same ``request_id`` (never a new one), up to ``max_attempts`` sends.
 2. A 1002 on a *resend* means an earlier send reached the server: Request status for the
    ``request_id`` gives the original outcome, returned as if its reply had arrived (success or
@@ -53,6 +54,7 @@ from .errors import (
     FreedomPayError,
     HTTPStatusError,
     MutationOutcomeUnknownError,
+    RateLimitError,
     RequestNotFoundError,
     RequestTimeoutError,
     ResponseDecodeError,
@@ -156,6 +158,8 @@ async def send_mutation(
         if not policy.resend_mutations or sends >= policy.max_attempts:
             break
         delay = policy.delay(sends)
+        if isinstance(last, RateLimitError) and last.retry_after is not None:
+            delay = min(last.retry_after, policy.max_retry_after)  # the wait the server asked
         if delay >= deadline.left():
             break
         _log_resend(endpoint, identifier, request_id, sends, policy.max_attempts, last, delay)

@@ -252,8 +252,8 @@ class RateLimitError(HTTPStatusError):
 class TransportError(FreedomPayError):
     """The request did not complete: connection refused or reset, DNS, TLS, a protocol error.
 
-    For a mutation the request may still have reached the server: check Request status with
-    ``request_id`` before sending anything again.
+    A mutation never raises it bare: the SDK resends and reconciles, and when it still cannot
+    tell what happened raises :class:`MutationOutcomeUnknownError` with this as its ``cause``.
     """
 
 

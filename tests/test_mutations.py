@@ -465,3 +465,15 @@ def test_an_unknown_outcome_survives_pickling_with_its_request_id_and_cause() ->
     assert type(copy) is MutationOutcomeUnknownError
     assert copy.request_id == rid
     assert isinstance(copy.cause, TransportError) and copy.cause.message == "reset"
+
+
+async def test_a_429_resend_waits_what_the_server_asked(fake: FakeFreedomPay) -> None:
+    fake.inject_faults(Faults(rate_limit_rate=1.0, retry_after="1"), path=BLOCK.path, times=1)
+    policy = RetryPolicy(backoff=0.001, max_backoff=0.001)  # the backoff alone would be ~0 s
+    async with fake.client(retry=policy, timeout=LIMITS) as client:
+        started = time.monotonic()
+        done = await client.wallets.block("user-1", reason="x")
+        elapsed = time.monotonic() - started
+    assert done.request_status is RequestStatus.SUCCESS
+    assert elapsed >= 1.0
+    assert fake.stats.faults == {"rate_limit": 1}
