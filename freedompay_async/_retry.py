@@ -36,9 +36,10 @@ class RetryPolicy:
     429, 502, 503, 504 and 500. A mutation whose outcome is unknown (the same failures, any
     5xx) is resent with the same bytes and the same ``request_id``, then reconciled through
     Request status (see ``freedompay_async._mutations``); ``resend_mutations=False`` sends each
-    mutation once instead. Both count ``max_attempts`` sends. The wait before attempt ``n + 1`` is drawn uniformly from
-    ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter"); a ``Retry-After`` header
-    (seconds or an HTTP date) replaces it, capped at ``max_retry_after``. Neither ever runs
+    mutation once instead. Both count ``max_attempts`` sends. The wait before attempt ``n + 1``
+    is drawn uniformly from ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter");
+    a ``Retry-After`` header (seconds or an HTTP date) replaces it, capped at
+    ``max_retry_after``. Neither ever runs
     past the call's total timeout: a wait that would is not taken, and the error is raised.
 
     >>> RetryPolicy(max_attempts=5, backoff=0.1)  # doctest: +ELLIPSIS
