@@ -39,8 +39,8 @@ class RetryPolicy:
     mutation once instead. Both count ``max_attempts`` sends. The wait before attempt ``n + 1``
     is drawn uniformly from ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter");
     a ``Retry-After`` header (seconds or an HTTP date) replaces it, capped at
-    ``max_retry_after``. Neither ever runs
-    past the call's total timeout: a wait that would is not taken, and the error is raised.
+    ``max_retry_after``. Neither ever runs past the call's total timeout: a wait that would is
+    not taken, and the error is raised.
 
     >>> RetryPolicy(max_attempts=5, backoff=0.1)  # doctest: +ELLIPSIS
     RetryPolicy(max_attempts=5, backoff=0.1, max_backoff=5.0, max_retry_after=30.0, ...)
