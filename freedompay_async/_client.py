@@ -49,8 +49,9 @@ class FreedomPayClient:
         region: ``"kz"`` (default), ``"kz-test"``, ``"kg"`` or ``"uz"``; not with ``base_url``.
         timeout: seconds for the whole call (total: retries and the waits between them
             included), or a :class:`Timeout` for connect/read/total.
-        retry: a :class:`RetryPolicy` (default: 3 attempts, full-jitter backoff). Only reads
-            are ever retried; mutations are sent once.
+        retry: a :class:`RetryPolicy` (default: 3 attempts, full-jitter backoff). Reads are
+            retried; a mutation whose reply is lost is resent with its own ``request_id`` and
+            reconciled through Request status (README, "Mutations").
         max_retries: shorthand for ``retry=RetryPolicy(max_attempts=max_retries + 1)``.
         max_connections: pool size (sockets across all hosts).
         max_connections_per_host: per-host cap; 0 means only ``max_connections`` applies.
@@ -140,7 +141,7 @@ class FreedomPayClient:
 
     @property
     def retry(self) -> RetryPolicy:
-        """The retry policy applied to reads."""
+        """The retry policy: reads' retries, and mutations' resends."""
         return self._options.retry
 
     def with_options(

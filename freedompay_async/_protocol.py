@@ -55,8 +55,8 @@ API_PREFIX: Final = "/v5/partner/wallet"
 class Endpoint(Generic[RequestT, ResponseT]):
     """One API operation, as data.
 
-    ``safe_to_retry`` is true for reads only: a mutation is never resent by the SDK (the
-    server rejects a reused ``request_id`` with 1002, see the spec's "Safe retries").
+    ``safe_to_retry`` is true for reads only: a mutation is resent only with its own
+    ``request_id`` and reconciled through Request status (``_mutations``), never retried here.
     ``verified`` is false where the spec infers the path instead of reading it in the docs;
     ``shape_verified`` is false where the reply's shape is a guess (its model is then a
     :class:`~freedompay_async.models.ProvisionalResponse` that keeps the whole reply in ``raw``).
@@ -74,7 +74,7 @@ class Endpoint(Generic[RequestT, ResponseT]):
     echoes_request_id: bool = dataclasses.field(init=False, repr=False)
     #: The reply model has a ``raw`` field: the SDK fills it with the whole reply.
     keeps_raw: bool = dataclasses.field(init=False, repr=False)
-    #: True for operations that change something (and so are never resent).
+    #: True for operations that change something (resent only by ``_mutations``).
     mutates: bool = dataclasses.field(init=False, repr=False)
     # Plain reads (Info, Statement) skip the extra steps of decode_response.
     _plain: bool = dataclasses.field(init=False, repr=False)

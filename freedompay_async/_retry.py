@@ -30,16 +30,20 @@ READ_RETRY_STATUSES: Final = RETRY_STATUSES | {500}
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """How failed requests are retried. Only endpoints marked safe (reads) are ever retried.
+    """How failed requests are retried.
 
-    Retried: connection errors, timeouts, truncated or malformed replies, HTTP 429, 502, 503,
-    504 and 500. The wait before attempt ``n + 1`` is drawn uniformly from
-    ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter"); a ``Retry-After`` header
-    (seconds or an HTTP date) replaces it, capped at ``max_retry_after``. Neither ever runs
-    past the call's total timeout: a wait that would is not taken, and the error is raised.
+    Reads are retried after connection errors, timeouts, truncated or malformed replies, HTTP
+    429, 502, 503, 504 and 500. A mutation whose outcome is unknown (the same failures, any
+    5xx) is resent with the same bytes and the same ``request_id``, then reconciled through
+    Request status (see ``freedompay_async._mutations``); ``resend_mutations=False`` sends each
+    mutation once instead. Both count ``max_attempts`` sends. The wait before attempt ``n + 1``
+    is drawn uniformly from ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter");
+    a ``Retry-After`` header (seconds or an HTTP date) replaces it, capped at
+    ``max_retry_after``. Neither ever runs past the call's total timeout: a wait that would is
+    not taken, and the error is raised.
 
-    >>> RetryPolicy(max_attempts=5, backoff=0.1)
-    RetryPolicy(max_attempts=5, backoff=0.1, max_backoff=5.0, max_retry_after=30.0)
+    >>> RetryPolicy(max_attempts=5, backoff=0.1)  # doctest: +ELLIPSIS
+    RetryPolicy(max_attempts=5, backoff=0.1, max_backoff=5.0, max_retry_after=30.0, ...)
     >>> RetryPolicy.disabled().max_attempts
     1
     """
@@ -52,8 +56,13 @@ class RetryPolicy:
     max_backoff: float = 5.0
     #: Longest wait a ``Retry-After`` header can impose, in seconds.
     max_retry_after: float = 30.0
+    #: Resend a mutation whose outcome is unknown (same bytes, same ``request_id``) and
+    #: reconcile it through Request status; ``False``: send every mutation once.
+    resend_mutations: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.resend_mutations, bool):
+            raise TypeError("resend_mutations must be a bool")
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
             raise TypeError("max_attempts must be an int")
         if self.max_attempts < 1:

@@ -19,6 +19,8 @@
     │   └── ResponseTooLargeError       the body is over ``max_response_bytes``
     ├── WaitTimeoutError            ``wallets.wait`` gave up; the operation may still finish
     │                                   (also a builtin ``TimeoutError``)
+    ├── MutationOutcomeUnknownError whether a mutation happened cannot be known yet
+    │                                   (``request_id`` and the last ``cause`` attached)
     └── ClientClosedError           the client was closed (also a ``RuntimeError``)
 
 Invalid arguments are not sent at all: they raise :class:`ValueError` or :class:`TypeError`
@@ -41,6 +43,7 @@ __all__ = [
     "FreedomPayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "MutationOutcomeUnknownError",
     "RateLimitError",
     "RequestNotFoundError",
     "RequestTimeoutError",
@@ -249,8 +252,8 @@ class RateLimitError(HTTPStatusError):
 class TransportError(FreedomPayError):
     """The request did not complete: connection refused or reset, DNS, TLS, a protocol error.
 
-    For a mutation the request may still have reached the server: check Request status with
-    ``request_id`` before sending anything again.
+    A mutation never raises it bare: the SDK resends and reconciles, and when it still cannot
+    tell what happened raises :class:`MutationOutcomeUnknownError` with this as its ``cause``.
     """
 
 
@@ -273,6 +276,27 @@ class WaitTimeoutError(FreedomPayError, TimeoutError):
     ``request_status`` the last state seen; call ``wallets.wait`` (or ``request_status``) again
     later. Never resend the mutation itself. Also an instance of :class:`TimeoutError`.
     """
+
+
+class MutationOutcomeUnknownError(FreedomPayError):
+    """A mutation's outcome could not be learned: it may or may not have been carried out.
+
+    The SDK resent the same request (same bytes, same ``request_id``) as often as the retry
+    policy and the call's time limit allowed and asked Request status, and still has no answer.
+    ``request_id`` says which request; ``cause`` is the last failure (also ``__cause__``).
+    To recover, send the same mutation again later **with the same** ``request_id``: it is
+    carried out if it never was, or the SDK reconciles it through Request status if it was.
+    Never send it with a new ``request_id``.
+    """
+
+    #: The last failure seen (a transport error, a timeout, a 5xx, an undecodable reply, ...).
+    cause: FreedomPayError | None
+
+    def __init__(
+        self, message: str, *, cause: FreedomPayError | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.cause = cause
 
 
 class ClientClosedError(FreedomPayError, RuntimeError):

@@ -16,12 +16,13 @@ from freedompay_async import (
     DuplicateRequestError,
     FreedomPayClient,
     InvalidRequestError,
+    MutationOutcomeUnknownError,
     MutationResult,
     OperationType,
     RequestNotFoundError,
     RequestStatus,
     RequestTimeoutError,
-    ResponseDecodeError,
+    RetryPolicy,
     TransportError,
     WalletAdded,
     WalletBalance,
@@ -540,14 +541,15 @@ async def test_request_status_refuses_bad_ids_before_sending(
 # -- mutations are never resent, and their errors always carry the request_id ---------------
 
 
-async def test_a_timed_out_block_is_never_resent_by_the_sdk(fake: FakeFreedomPay) -> None:
+async def test_a_timed_out_block_with_resends_off_is_sent_once(fake: FakeFreedomPay) -> None:
     request_id = uuid4()
     fake.latency = 0.5  # the fake stalls before reading: the request never gets through
-    async with fake.client() as client:
-        with pytest.raises(RequestTimeoutError) as caught:
+    async with fake.client(retry=RetryPolicy(resend_mutations=False)) as client:
+        with pytest.raises(MutationOutcomeUnknownError) as caught:
             await client.wallets.block("user-3", "x", request_id=request_id, timeout=0.1)
         assert caught.value.request_id == request_id
         assert caught.value.endpoint == "block" and caught.value.identifier == "user-3"
+        assert isinstance(caught.value.cause, RequestTimeoutError)
         assert fake.stats.by_path[BLOCK.path] == 1  # no automatic resend
         fake.latency = 0
         # Reconcile: Request status says the server never had it, so sending it again with
@@ -560,15 +562,15 @@ async def test_a_timed_out_block_is_never_resent_by_the_sdk(fake: FakeFreedomPay
     assert fake.wallets["user-3"].status == "blocked"
 
 
-async def test_an_undecodable_mutation_reply_says_to_check_request_status(
+async def test_an_undecodable_mutation_reply_is_resent_with_the_same_request_id(
     client: FreedomPayClient, fake: FakeFreedomPay
 ) -> None:
-    fake.respond_with(ADD.path, b"<html>gateway</html>")
+    fake.respond_with(ADD.path, b"<html>gateway</html>")  # instead of running the endpoint
     request_id = uuid4()
-    with pytest.raises(ResponseDecodeError, match="check Request status") as caught:
-        await client.wallets.add(country="KAZ", currency="KZT", request_id=request_id)
-    assert caught.value.request_id == request_id
-    assert fake.stats.by_path[ADD.path] == 1
+    added = await client.wallets.add(country="KAZ", currency="KZT", request_id=request_id)
+    assert added.request_id == request_id
+    assert fake.stats.by_path[ADD.path] == 2
+    assert list(fake.requests) == [request_id]
 
 
 async def test_a_mutation_answered_ok_but_request_status_error_raises(
@@ -601,10 +603,14 @@ async def test_every_mutation_error_carries_its_request_id(
         port = sock.getsockname()[1]
     request_id = uuid4()
     async with FreedomPayClient(
-        auth_id="1", secret_key="s", base_url=f"http://127.0.0.1:{port}"
+        auth_id="1",
+        secret_key="s",
+        base_url=f"http://127.0.0.1:{port}",
+        retry=RetryPolicy(backoff=0.001),
     ) as client:
-        with pytest.raises(TransportError) as caught:
+        with pytest.raises(MutationOutcomeUnknownError) as caught:
             await getattr(client.wallets, name)(request_id=request_id, **arguments)
+    assert isinstance(caught.value.cause, TransportError)
     assert caught.value.request_id == request_id
     assert caught.value.endpoint == name
     assert str(request_id) in str(caught.value)

@@ -18,10 +18,9 @@ import pytest
 
 from freedompay_async import (
     AuthenticationError,
-    DuplicateRequestError,
     FreedomPayClient,
-    FreedomPayError,
     HTTPStatusError,
+    MutationOutcomeUnknownError,
     RequestStatus,
     RequestTimeoutError,
     ResponseDecodeError,
@@ -373,7 +372,7 @@ async def test_tls_is_verified_by_default_and_a_context_can_trust_a_private_ca(
         assert info.wallet.identifiers[0].value == "user-0"
 
 
-# -- mutations under faults: sent once, reconciled through Request status ---------------------
+# -- mutations under faults: resent with the same request_id, or sent once when told -------
 
 
 MUTATIONS = {
@@ -393,41 +392,35 @@ MUTATION_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(MUTATION_FAULTS))
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
-async def test_mutations_are_never_sent_twice_under_faults(
+async def test_mutations_with_resends_off_are_never_sent_twice_under_faults(
     fake: FakeFreedomPay, name: str, fault: str
 ) -> None:
     fake.add_wallet("user-2", balance="0.00")  # closable
     endpoint = ENDPOINTS[name]
     fake.inject_faults(MUTATION_FAULTS[fault], path=endpoint.path)
     # Generous retries and short timeouts: a read would be sent 5 times.
-    async with fake.client(retry=RetryPolicy(max_attempts=5, backoff=0.001), timeout=0.3) as client:
-        with pytest.raises(FreedomPayError) as caught:
+    policy = RetryPolicy(max_attempts=5, backoff=0.001, resend_mutations=False)
+    async with fake.client(retry=policy, timeout=0.3) as client:
+        with pytest.raises(MutationOutcomeUnknownError) as caught:
             await MUTATIONS[name](client)
     error = caught.value
     assert fake.stats.by_path[endpoint.path] == 1
     assert error.attempts == 1
     assert error.request_id is not None
     assert str(error.request_id) in str(error)
-    if isinstance(error, TransportError):
-        assert "Request status" in str(error)
 
 
 async def test_a_reset_mutation_is_reconciled_through_request_status(fake: FakeFreedomPay) -> None:
-    # The server carried the block out, then the connection dropped mid-reply.
-    fake.inject_faults(Faults(reset_rate=1.0), path=ENDPOINTS["block"].path)
+    # The server carried the block out, then the connection dropped mid-reply; the SDK resent
+    # it (refused with 1002, not replayed) and learned the outcome from Request status.
+    fake.inject_faults(Faults(reset_rate=1.0), path=ENDPOINTS["block"].path, times=1)
     async with fake.client(retry=FAST) as client:
-        with pytest.raises(TransportError) as caught:
-            await client.wallets.block("user-1", reason="fraud check")
-        request_id = caught.value.request_id
-        assert request_id is not None
-        status = await client.wallets.request_status(request_id)
-        assert status.request_status is RequestStatus.SUCCESS
+        done = await client.wallets.block("user-1", reason="fraud check")
+        assert done.request_status is RequestStatus.SUCCESS
         assert (await client.wallets.info("user-1")).wallet.status == "blocked"
-        # Resending blindly would have been refused, not replayed.
-        fake.clear_faults()
-        with pytest.raises(DuplicateRequestError):
-            await client.wallets.block("user-1", reason="fraud check", request_id=request_id)
+    assert done.request_id is not None and fake.requests[done.request_id].executions == 1
     assert fake.stats.by_path[ENDPOINTS["block"].path] == 2
+    assert fake.stats.by_path[ENDPOINTS["request_status"].path] == 1
 
 
 # -- long total limits: one shared tick instead of a timer per request ----------------------

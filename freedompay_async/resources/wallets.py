@@ -17,6 +17,7 @@ from .._config import (
     DEFAULT_WAIT_TIMEOUT,
     Timeout,
 )
+from .._mutations import send_mutation
 from .._polling import poll_until
 from .._protocol import Endpoint, RequestT
 from .._validate import (
@@ -67,9 +68,10 @@ class Wallets:
     """Wallet operations of the E-Money API.
 
     Reads (``info``, ``balance``, ``statement``, ``request_status``) may be retried safely.
-    Mutations (``add``, ``block``, ``close``, ``identify_owner``) carry a ``request_id`` and are
-    never resent by the SDK: keep the id (it is on the result and on every error) and ask
-    ``request_status`` / ``wait`` with it when the outcome is unknown.
+    Mutations (``add``, ``block``, ``close``, ``identify_owner``) carry a ``request_id``; when a
+    reply is lost they are resent with the same ``request_id`` and reconciled through Request
+    status, so each returns its real outcome or raises ``MutationOutcomeUnknownError`` (see
+    README, "Mutations"). The id is on the result and on every error.
     """
 
     __slots__ = ("_client",)
@@ -162,11 +164,15 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
     ) -> WalletAdded:
         """Open a wallet in ``currency`` for a customer in ``country``.
 
         ``request_id`` is generated (UUID4) when not given; it is on the result and on any
         error. With ``wait=True`` a "processing" answer is followed up with :meth:`wait`.
+        ``resume=True`` repeats a call that raised ``MutationOutcomeUnknownError`` (same
+        arguments, same ``request_id``): if an earlier send of it landed meanwhile, its outcome
+        is returned instead of ``DuplicateRequestError``. The other mutations take it too.
 
         >>> added = await client.wallets.add(  # doctest: +SKIP
         ...     country="KAZ", currency="KZT", identifier="user-42"
@@ -177,19 +183,28 @@ class Wallets:
 
         Raises:
             WalletExistsError: a wallet with this identifier exists (1003).
-            DuplicateRequestError: this ``request_id`` was used before (1002).
+            DuplicateRequestError: this ``request_id`` was used before this call (1002).
+            MutationOutcomeUnknownError: whether it happened cannot be known (resend it later
+                with the same ``request_id``).
             ValueError / TypeError: bad arguments (not sent).
         """
         country = check_country(country)
         currency = check_currency(currency)
         if identifier is not None:
             check_identifier(identifier)
-        rid = request_id_or_new(request_id)
+        rid = _request_id(request_id, resume)
         request = AddRequest(
             request_id=rid, country=country, currency=currency, identifier=identifier
         )
         return await self._mutate(
-            _protocol.ADD, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+            _protocol.ADD,
+            request,
+            identifier,
+            rid,
+            timeout,
+            wait=wait,
+            wait_timeout=wait_timeout,
+            resume=resume,
         )
 
     async def block(
@@ -201,6 +216,7 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
     ) -> MutationResult:
         """Block a wallet; ``reason`` is sent as its ``description``.
 
@@ -209,7 +225,8 @@ class Wallets:
 
         Raises:
             WalletNotFoundError (1004), WalletClosedError (1007), WalletBlockError (1008),
-            DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
+            DuplicateRequestError (1002), MutationOutcomeUnknownError; ValueError / TypeError for
+            bad arguments (not sent).
         """
         return await self._retire(
             _protocol.BLOCK,
@@ -220,6 +237,7 @@ class Wallets:
             timeout,
             wait,
             wait_timeout,
+            resume,
         )
 
     async def close(
@@ -231,6 +249,7 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
     ) -> MutationResult:
         """Close a wallet for good; ``reason`` is sent as its ``description`` (path unverified).
 
@@ -238,7 +257,8 @@ class Wallets:
 
         Raises:
             WalletNotFoundError (1004), WalletClosedError (1007), WalletCloseError (1005),
-            DuplicateRequestError (1002); ValueError / TypeError for bad arguments (not sent).
+            DuplicateRequestError (1002), MutationOutcomeUnknownError; ValueError / TypeError for
+            bad arguments (not sent).
         """
         return await self._retire(
             _protocol.CLOSE,
@@ -249,6 +269,7 @@ class Wallets:
             timeout,
             wait,
             wait_timeout,
+            resume,
         )
 
     async def identify_owner(
@@ -259,6 +280,7 @@ class Wallets:
         timeout: float | Timeout | None = None,
         wait: bool = False,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        resume: bool = False,
         **owner: Any,
     ) -> MutationResult:
         """Link an identified owner (KYC data) to a wallet (**provisional**).
@@ -274,16 +296,16 @@ class Wallets:
 
         Values: ``str``, ``int``, ``bool``, ``Decimal``, ``date``, aware ``datetime`` and
         dicts / lists of these; never ``float`` or ``None``. Names must look like
-        ``first_name``; ``request_id``, ``timeout``, ``wait`` and ``wait_timeout`` are this
-        method's own options, so they cannot be owner fields.
+        ``first_name``; ``request_id``, ``timeout``, ``wait``, ``wait_timeout`` and ``resume``
+        are this method's own options, so they cannot be owner fields.
 
         Raises:
-            WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002);
-            ValueError / TypeError for bad arguments (not sent).
+            WalletNotFoundError (1004), WalletClosedError (1007), DuplicateRequestError (1002),
+            MutationOutcomeUnknownError; ValueError / TypeError for bad arguments (not sent).
         """
         check_identifier(identifier)
         fields = check_owner_fields(owner)
-        rid = request_id_or_new(request_id)
+        rid = _request_id(request_id, resume)
         request = owner_identification_request(rid, identifier, fields)
         return await self._mutate(
             _protocol.IDENTIFY_OWNER,
@@ -293,6 +315,7 @@ class Wallets:
             timeout,
             wait=wait,
             wait_timeout=wait_timeout,
+            resume=resume,
         )
 
     async def request_status(
@@ -379,15 +402,23 @@ class Wallets:
         timeout: float | Timeout | None,
         wait: bool,
         wait_timeout: float | None,
+        resume: bool,
     ) -> MutationResult:
         """Block and Close: the same body (``request_id``, ``identifier``, ``description``)."""
         check_identifier(identifier)
-        rid = request_id_or_new(request_id)
+        rid = _request_id(request_id, resume)
         request = request_type(
             request_id=rid, identifier=identifier, description=check_reason(reason)
         )
         return await self._mutate(
-            endpoint, request, identifier, rid, timeout, wait=wait, wait_timeout=wait_timeout
+            endpoint,
+            request,
+            identifier,
+            rid,
+            timeout,
+            wait=wait,
+            wait_timeout=wait_timeout,
+            resume=resume,
         )
 
     async def _mutate(
@@ -400,13 +431,21 @@ class Wallets:
         *,
         wait: bool,
         wait_timeout: float | None,
+        resume: bool,
     ) -> MutationT:
-        """Send a mutation once; with ``wait``, follow a "processing" answer up to the end."""
+        """Send a mutation, resending and reconciling it when its reply is lost (see
+        :mod:`freedompay_async._mutations`); with ``wait``, follow "processing" to the end."""
         check_flag(wait, "wait")
         if wait:
             check_optional_seconds(wait_timeout, "wait_timeout")
-        result = await self._client._request(
-            endpoint, request, identifier=identifier, request_id=request_id, timeout=timeout
+        result = await send_mutation(
+            self._client,
+            endpoint,
+            request,
+            identifier=identifier,
+            request_id=request_id,
+            limits=None if timeout is None else Timeout.coerce(timeout),
+            resume=resume,
         )
         state = result.request_status
         if not wait or state.is_final:
@@ -517,6 +556,13 @@ def _within_pool(concurrency: int, pool: int | None) -> int:
 async def _refuse(error: FreedomPayError, cause: Exception) -> WalletInfo:
     """An awaitable that fails with ``error`` (caused by ``cause``) when the batch awaits it."""
     raise error from cause
+
+
+def _request_id(request_id: UUID | str | None, resume: bool) -> UUID:
+    """The mutation's ``request_id``: the caller's, or a new UUID4 (not when resuming)."""
+    if check_flag(resume, "resume") and request_id is None:
+        raise ValueError("resume=True needs the request_id of the call it resumes")
+    return request_id_or_new(request_id)
 
 
 def _finished(result: RequestStatusResult) -> bool:

@@ -9,8 +9,13 @@ Where each fault strikes:
 
 - before the endpoint runs (nothing changes on the server): ``server_error``, ``rate_limit``,
   ``stall``, ``non_json``, ``wrong_shape``, ``oversize``;
-- after the endpoint ran (a mutation *did* happen; the reply is lost or damaged): ``reset``
-  (the connection drops mid-reply) and ``truncated`` (valid headers, JSON cut short).
+- after the endpoint ran (a mutation *did* happen: "applied, reply lost"): ``reset`` (the
+  connection drops mid-reply), ``truncated`` (valid headers, JSON cut short), ``reply_lost``
+  (the connection drops before a byte of the reply) and ``reply_stall`` (the reply is held
+  back for ``stall_seconds``).
+
+A pre-endpoint ``stall`` runs the endpoint when it ends (a request that arrives late); the
+others never run it.
 """
 
 from __future__ import annotations
@@ -34,7 +39,11 @@ FAULT_KINDS: Final = (
     "non_json",
     "wrong_shape",
     "oversize",
+    "reply_lost",
+    "reply_stall",
 )
+#: The kinds that strike after the endpoint ran: a mutation was carried out, its reply lost.
+APPLIED_KINDS: Final = frozenset({"reset", "truncated", "reply_lost", "reply_stall"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +77,10 @@ class Faults:
     oversize_rate: float = 0.0
     oversize_bytes: int = 2 * 1024 * 1024
     oversize_chunked: bool = False
+    #: Run the endpoint, then drop the connection before sending any of its reply.
+    reply_lost_rate: float = 0.0
+    #: Run the endpoint, then hold its reply back for ``stall_seconds``.
+    reply_stall_rate: float = 0.0
     #: Seed of the deterministic draws.
     seed: int = 0
 
@@ -100,6 +113,10 @@ class Faults:
         return None
 
 
+#: A fault to strike after the endpoint ran: its kind, and the settings it was drawn from.
+Late = tuple[str, Faults]
+
+
 def _draw(*parts: object) -> float:
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
@@ -113,6 +130,8 @@ class FaultInjector:
         self.default: Faults | None = None
         #: Faults injected so far, by kind (the server shares this dict as ``stats.faults``).
         self.injected: dict[str, int] = {}
+        #: Faults still to inject, by path (``None``: the default), for ``inject_faults(times=)``.
+        self.left: dict[str | None, int] = {}
         self._seen: dict[tuple[str, bytes], int] = {}
         self._closing = asyncio.Event()
 
@@ -123,17 +142,34 @@ class FaultInjector:
     def clear(self) -> None:
         self.by_path.clear()
         self.default = None
+        self.left.clear()
         self._seen.clear()
+
+    def _count(self, path: str) -> None:
+        """One fault injected into ``path``: stop injecting where its ``times`` are used up."""
+        key = path if path in self.by_path else None
+        left = self.left.get(key)
+        if left is None:
+            return
+        if left > 1:
+            self.left[key] = left - 1
+            return
+        del self.left[key]
+        if key is None:
+            self.default = None
+        else:
+            del self.by_path[key]
 
     def release_stalls(self) -> None:
         """End every stall now (the server is shutting down)."""
         self._closing.set()
 
-    async def before(self, request: web.Request) -> tuple[web.StreamResponse | None, str | None]:
+    async def before(self, request: web.Request) -> tuple[web.StreamResponse | None, Late | None]:
         """Delay; answer instead of the endpoint when a pre-endpoint fault is drawn.
 
         Returns ``(early_reply, late_fault)``: the reply to send without running the endpoint,
-        or the fault (``reset`` / ``truncated``) for :meth:`after` to apply to its reply.
+        or the fault (one of :data:`APPLIED_KINDS`, with its settings) for :meth:`after` to
+        apply to its reply.
         """
         faults = self.by_path.get(request.path, self.default)
         if faults is None:
@@ -147,6 +183,7 @@ class FaultInjector:
         if kind is None:
             return None, None
         self.injected[kind] = self.injected.get(kind, 0) + 1
+        self._count(request.path)
         if kind == "server_error":
             statuses = faults.server_error_statuses
             status = statuses[int(_draw(faults.seed, "status", body, n) * len(statuses))]
@@ -175,14 +212,24 @@ class FaultInjector:
             return web.json_response({"result": [1, 2, 3], "status": {"nested": True}}), None
         if kind == "oversize":
             return await _oversize(request, faults), None
-        return None, kind  # reset / truncated: strike after the endpoint ran
+        return None, (kind, faults)  # one of APPLIED_KINDS: strikes after the endpoint ran
 
     async def after(
-        self, request: web.Request, response: web.StreamResponse, kind: str
+        self, request: web.Request, response: web.StreamResponse, late: Late
     ) -> web.StreamResponse:
-        """Damage the endpoint's reply with a late fault (``reset`` or ``truncated``)."""
+        """Damage the endpoint's reply with a late fault (see :data:`APPLIED_KINDS`)."""
         if not isinstance(response, web.Response):
             return response
+        kind, faults = late
+        if kind == "reply_stall":
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), faults.stall_seconds)
+            return response  # answer late, for real; the client has normally given up by now
+        if kind == "reply_lost":
+            transport = request.transport
+            if transport is not None:
+                transport.close()
+            return response  # nothing reaches the client: the connection is gone
         body = response.body if isinstance(response.body, bytes) else b""
         if kind == "truncated":
             return web.Response(

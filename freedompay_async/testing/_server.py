@@ -77,12 +77,16 @@ class FakeStats:
     max_in_flight: int = 0
     #: Faults injected so far, by kind (see :class:`Faults`).
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Every body sent to a mutation endpoint, by its ``request_id``, in arrival order: resends
+    #: included, and sends a fault dropped before the endpoint ran.
+    mutation_sends: dict[uuid.UUID, list[bytes]] = dataclasses.field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget everything counted so far."""
         self.requests = self.rejected_signatures = self.in_flight = self.max_in_flight = 0
         self.by_path.clear()
         self.faults.clear()
+        self.mutation_sends.clear()
 
 
 class FakeFreedomPay:
@@ -151,6 +155,9 @@ class FakeFreedomPay:
             endpoint.path: functools.partial(self.ledger.handle, name)
             for name, endpoint in _protocol.ENDPOINTS.items()
         }
+        self._mutation_paths = frozenset(
+            endpoint.path for endpoint in _protocol.ENDPOINTS.values() if endpoint.mutates
+        )
 
     def __repr__(self) -> str:
         return f"<FakeFreedomPay url={self._url!r} wallets={len(self.wallets)}>"
@@ -269,14 +276,26 @@ class FakeFreedomPay:
         reply = _CannedReply(raw, status, content_type, dict(headers or {}))
         self._canned.setdefault(path, []).extend([reply] * times)
 
-    def inject_faults(self, faults: Faults | None, *, path: str | None = None) -> None:
+    def inject_faults(
+        self, faults: Faults | None, *, path: str | None = None, times: int | None = None
+    ) -> None:
         """Inject ``faults`` into requests to ``path`` (every endpoint when ``None``).
 
-        ``None`` as ``faults`` removes them again for that path (or globally). What was
+        ``None`` as ``faults`` removes them again for that path (or globally). With ``times``,
+        they are removed by themselves once ``times`` faults were injected there (e.g. "the
+        first block's reply is lost": ``Faults(reply_lost_rate=1.0)``, ``times=1``). What was
         injected is counted in ``fake.stats.faults``.
         """
         if faults is not None and not isinstance(faults, Faults):
             raise TypeError("faults must be a freedompay_async.testing.Faults")
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
+            raise TypeError("times must be an int")
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1")
+        if faults is None or times is None:
+            self._faults.left.pop(path, None)
+        else:
+            self._faults.left[path] = times
         if path is None:
             self._faults.default = faults
         elif faults is None:
@@ -385,6 +404,8 @@ class FakeFreedomPay:
                 # half-read one (which aiohttp's server would log as an error).
                 await request.read()
                 await asyncio.sleep(self.latency)
+            if request.path in self._mutation_paths:
+                self._count_mutation(await request.read())
             faults = self._faults
             if not faults.active:
                 return await self._answer(request)
@@ -395,6 +416,13 @@ class FakeFreedomPay:
             return reply if late is None else await faults.after(request, reply, late)
         finally:
             stats.in_flight -= 1
+
+    def _count_mutation(self, body: bytes) -> None:
+        try:
+            rid = uuid.UUID(str(_decode_object(body).get("request_id")))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            return  # no request_id to file it under (the endpoint answers 1001)
+        self.stats.mutation_sends.setdefault(rid, []).append(body)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":

@@ -163,6 +163,8 @@ class FakeRequest:
     error_description: str | None = None
     #: Fields the finished operation adds to its replies (Add: ``wallet``).
     result: Reply = dataclasses.field(default_factory=dict)
+    #: How many times it was carried out (a resend refused with 1002 is not).
+    executions: int = 0
 
     @property
     def finished(self) -> bool:
@@ -364,6 +366,7 @@ class FakeLedger:
         return None
 
     def _carry_out(self, request: FakeRequest) -> None:
+        request.executions += 1
         try:
             request.result = _MUTATIONS[request.operation][1](self, request.payload)
         except _Refusal as refusal:
