@@ -596,7 +596,7 @@ def _info_command(args: argparse.Namespace) -> int:
 def _poll_command(args: argparse.Namespace) -> int:
     if args.distributed is not None:
         return _poll_distributed(args)
-    for option in ("shard_size", "window", "run_id", "namespace"):
+    for option in ("shard_size", "window", "run_id", "namespace", "redis_timeout"):
         if getattr(args, option) is not None:
             raise UsageError(f"--{option.replace('_', '-')} goes with --distributed")
     client = _client(args)
@@ -662,7 +662,6 @@ def _poll_distributed(args: argparse.Namespace) -> int:
         raise UsageError("--ordered cannot be kept with --distributed: rows come shard by shard")
     distributed = _distributed()
     from redis.exceptions import RedisError
-    from taskiq.exceptions import SendTaskError
 
     config = _queue_config(args, args.distributed)
     shard_size = args.shard_size or distributed.DEFAULT_SHARD_SIZE
@@ -674,7 +673,14 @@ def _poll_distributed(args: argparse.Namespace) -> int:
             identifiers = ids.identifiers()
 
             async def run() -> int:
-                producer = distributed.Producer(config)
+                producer = distributed.Producer(
+                    config,
+                    redis_timeout=(
+                        distributed.DEFAULT_REDIS_TIMEOUT
+                        if args.redis_timeout is None
+                        else args.redis_timeout
+                    ),
+                )
 
                 def rows(progress: Progress) -> RowSource:
                     run: RowSource = producer.poll(
@@ -700,7 +706,7 @@ def _poll_distributed(args: argparse.Namespace) -> int:
                     writer,
                     fraction,
                     _progress_stream(),
-                    errors=(RedisError, SendTaskError),
+                    errors=(RedisError, distributed.NoWorkerCanAuthenticateError),
                 )
 
             try:
@@ -725,7 +731,6 @@ def _worker_command(args: argparse.Namespace) -> int:
             level=args.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        logging.getLogger("taskiq").setLevel(max(logging.WARNING, logging.getLogger().level))
         logging.getLogger("freedompay_async").setLevel(max(logging.INFO, logging.getLogger().level))
 
     async def work() -> Any:
@@ -758,6 +763,7 @@ def _worker_command(args: argparse.Namespace) -> int:
                 grace=args.grace,
                 stop=stop,
                 name=args.name,
+                redis_timeout=args.redis_timeout,
             )
         finally:
             for sig in handled:
@@ -771,6 +777,9 @@ def _worker_command(args: argparse.Namespace) -> int:
     except RedisError as exc:
         _say(f"error: Redis at {config!r}: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
+    except AuthenticationError as exc:  # at start, or a shard met it: the credentials are bad
+        _say(f"error: {exc.message}. Check the auth id and secret key of this worker.")
+        return EXIT_USAGE
     _say(
         f"worker stopped: {stats.shards:,} shards ({stats.lookups:,} lookups) polled, "
         f"{stats.skipped:,} skipped, {stats.handed_back:,} handed back"
@@ -943,6 +952,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=_positive_int, help="shards queued or running at once (default: 64)"
     )
     group.add_argument("--run-id", help="name of the run's Redis keys (default: random)")
+    group.add_argument(
+        "--redis-timeout",
+        type=_non_negative_float,
+        default=None,
+        help="seconds of Redis outage waited out before giving up (default: 60)",
+    )
     poll_parser.set_defaults(handler=_poll_command)
 
     worker = commands.add_parser(
@@ -973,6 +988,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds in-flight shards get to finish when stopping (default: 30)",
     )
     group.add_argument("--name", help="consumer name in Redis (default: host-pid-random)")
+    group.add_argument(
+        "--redis-timeout",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds of Redis outage waited out before giving up (default: 60)",
+    )
     group.add_argument(
         "--log-level",
         default="info",

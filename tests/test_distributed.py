@@ -81,6 +81,7 @@ async def workers(
     """``count`` in-process workers, stopped (gracefully) and awaited on exit."""
     stop = asyncio.Event()
     options.setdefault("concurrency", 8)
+    options.setdefault("check", False)  # no credential probe: tests count the requests
     tasks = [
         asyncio.create_task(run_worker(config, fake.client, stop=stop, name=f"w{index}", **options))
         for index in range(count)
@@ -174,9 +175,9 @@ async def test_sink_stores_a_shard_once_and_drops_work_of_a_closed_run(
     config: QueueConfig, redis: Redis
 ) -> None:
     store = RunStore(redis, config.keys)
-    await store.open("r1", ttl=60)
+    await store.open("r1", ttl=60, heartbeat=5)
     with pytest.raises(ValueError, match="already in use"):
-        await store.open("r1", ttl=60)
+        await store.open("r1", ttl=60, heartbeat=5)
     assert await store.begin("r1", 0) == 1
     assert await store.begin("r1", 0) == 2  # a redelivery counts as a second attempt
     first = [Row(identifier="a", ok=True), Row(identifier="b", ok=False, error="X")]
@@ -186,8 +187,10 @@ async def test_sink_stores_a_shard_once_and_drops_work_of_a_closed_run(
     shards = await store.read("r1", b"0", block=0.01)
     assert [(s.shard, s.ok, s.failed, s.rows) for s in shards] == [(0, 1, 1, first)]
     assert await store.attempts("r1") == {0: 2}
-    # Every key of the run carries the run's expiry.
-    for key in config.keys.of_run("r1"):
+    # Every key of the run carries the run's expiry; its own key lives 3 heartbeats.
+    run_key, *others, _auth = config.keys.of_run("r1")
+    assert 10_000 < await redis.pttl(run_key) <= 15_000
+    for key in others:
         assert 0 < await redis.pttl(key) <= 60_000
     await store.close_run("r1")
     assert await store.begin("r1", 1) == BEGIN_GONE
@@ -215,7 +218,9 @@ async def stop_mid_shard(config: QueueConfig, fake: FakeFreedomPay, grace: float
     """Run one worker (one shard at a time, 5 lookups at once) and stop it mid-shard."""
     stop = asyncio.Event()
     worker = asyncio.create_task(
-        run_worker(config, fake.client, concurrency=5, shards=1, grace=grace, stop=stop)
+        run_worker(
+            config, fake.client, concurrency=5, shards=1, grace=grace, stop=stop, check=False
+        )
     )
     await wait_for(lambda: fake.stats.requests >= 10)
     stop.set()
@@ -469,12 +474,13 @@ def test_cli_unreachable_redis_is_a_clear_error(
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("a\n")
     url = "redis://user:pw-secret@127.0.0.1:1/0"
-    assert cli.main(["poll", "--distributed", url, str(ids_file)]) == cli.EXIT_FAILED
+    wait = ["--redis-timeout", "0.3"]
+    assert cli.main(["poll", "--distributed", url, str(ids_file), *wait]) == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert "ConnectionError" in err and "Traceback" not in err and "pw-secret" not in err
     monkeypatch.setenv("FREEDOMPAY_AUTH_ID", "1")
     monkeypatch.setenv("FREEDOMPAY_SECRET_KEY", "k")
-    assert cli.main(["worker", url, "--log-level", "error"]) == cli.EXIT_FAILED
+    assert cli.main(["worker", url, "--log-level", "error", *wait]) == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert "ConnectionError" in err and "pw-secret" not in err
 
@@ -502,7 +508,7 @@ async def test_a_shard_that_always_fails_is_reported_not_redelivered_forever(
     async def broken(self: object, ids: list[str]) -> list[Row]:
         raise RuntimeError("a bug in the lookup")
 
-    monkeypatch.setattr(_worker._ShardTask, "_lookup", broken)
+    monkeypatch.setattr(_worker._Worker, "_lookup", broken)
     async with FakeFreedomPay(wallets=10) as fake:
         async with workers(config, fake, 1) as tasks, Producer(config) as producer:
             async with producer.poll(ids(10), shard_size=5) as run:
