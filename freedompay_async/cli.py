@@ -778,7 +778,7 @@ def _worker_command(args: argparse.Namespace) -> int:
         _say(f"error: Redis at {config!r}: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     except AuthenticationError as exc:  # at start, or a shard met it: the credentials are bad
-        _say(f"error: {exc.message}. Check the auth id and secret key of this worker.")
+        _say(f"error: {exc.message}. Check the auth id and secret key.")
         return EXIT_USAGE
     _say(
         f"worker stopped: {stats.shards:,} shards ({stats.lookups:,} lookups) polled, "

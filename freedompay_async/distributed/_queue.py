@@ -136,16 +136,25 @@ class ShardQueue:
         return {bytes(message_id) for message_id in kept}
 
     async def settle(self, message_id: bytes) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, message_id)
-            pipe.xdel(self.stream, message_id)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.stream, self.group, message_id)
+                pipe.xdel(self.stream, message_id)
+                await pipe.execute()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):  # Redis lost the stream: nothing left to settle
+                raise
 
     async def hand_back(self, consumer: str, message_id: bytes, data: bytes) -> bool:
         """Requeue the message now if ``consumer`` still owns it; True if it did."""
-        done = await self.redis.eval(
-            _HAND_BACK, 1, self.stream, self.group, message_id, consumer, data
-        )
+        try:
+            done = await self.redis.eval(
+                _HAND_BACK, 1, self.stream, self.group, message_id, consumer, data
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):  # Redis lost the stream: the producer requeues
+                raise
+            return False
         return bool(done)
 
     async def remove_dead_consumers(self, min_idle_ms: int) -> list[str]:

@@ -170,6 +170,7 @@ class _Worker:
                 lambda: self.queue.claim_abandoned(self.name, count, self.lease_ms)
             )
             if claimed:
+                self._next_claim = now  # maybe more: look again at the next free slot
                 for message_id, _ in claimed:
                     log.info("worker %s took over shard message %s", self.name, message_id)
                 self.stats.taken_over += len(claimed)
@@ -367,13 +368,17 @@ async def _halt_on(stop: asyncio.Event, halt: anyio.Event) -> None:
     halt.set()
 
 
-async def check_credentials(client: FreedomPayClient) -> None:
-    """One signed request: raises :class:`AuthenticationError` if the API refuses the
+async def check_credentials(client: FreedomPayClient, name: str) -> None:
+    """One signed request: raises :class:`WorkerAuthenticationError` if the API refuses the
     credentials. Any other answer (the probe id is unknown, the API is slow) passes."""
     try:
         await client.wallets.info(_PROBE_ID)
-    except AuthenticationError:
-        raise
+    except AuthenticationError as exc:
+        raise WorkerAuthenticationError(
+            f"worker {name}: the API refused its credentials ({exc.message}); it takes no shard",
+            http_status=exc.http_status,
+            endpoint=exc.endpoint,
+        ) from exc
     except FreedomPayError:
         pass
 
@@ -443,7 +448,7 @@ async def run_worker(
         )
         await patience.call(worker.queue.ensure_group)
         if check:
-            await check_credentials(client)
+            await check_credentials(client, consumer)
         await patience.call(lambda: worker.store.alive(consumer, lease=config.lease))
         log.info(
             "worker %s listening on %s (%s), %d shards x %d lookups at once",
