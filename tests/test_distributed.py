@@ -466,6 +466,8 @@ def test_cli_distributed_usage_errors(capsys: pytest.CaptureFixture[str], tmp_pa
         assert message in capsys.readouterr().err
     assert cli.main(["poll", str(ids_file), "--shard-size", "5"]) == cli.EXIT_USAGE
     assert "--shard-size goes with --distributed" in capsys.readouterr().err
+    assert cli.main(["poll", str(ids_file), "--redis-timeout", "5"]) == cli.EXIT_USAGE
+    assert "--redis-timeout goes with --distributed" in capsys.readouterr().err
 
 
 def test_cli_unreachable_redis_is_a_clear_error(
