@@ -165,7 +165,9 @@ async def test_async_input_and_window_bound_what_is_queued(
             async with producer.poll(source(), shard_size=20, window=3) as run:
                 rows = await collect(run)
     assert_each_once(rows, ids(600))
-    assert queued_at_most <= 3
+    # The window (3), plus the one shard the worker has stored but not yet settled: the
+    # producer may read its rows and queue the next shard in between.
+    assert queued_at_most <= 3 + 1
 
 
 # -- exactly once, in the sink ---------------------------------------------------------------

@@ -175,6 +175,7 @@ class Producer:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
+            await self._patience.drain()
             await self._redis.aclose()
 
     def poll(

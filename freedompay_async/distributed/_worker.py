@@ -333,17 +333,18 @@ class _Worker:
         consumers of the group that are gone."""
         lease = self.config.lease
         next_sweep = monotonic() + lease
+        # A live consumer reads at least every second, or holds messages.
+        idle_ms = int(max(3 * lease, 5.0) * 1000)
         while True:
             await anyio.sleep(lease / 3)
+            call = self.patience.call
             try:
                 await self._renew()
                 if self.auth_error is None:
-                    await self.store.alive(self.name, lease=lease)
+                    await call(lambda: self.store.alive(self.name, lease=lease))
                 if monotonic() >= next_sweep:
                     next_sweep = monotonic() + lease
-                    # A live consumer reads at least every second, or holds messages.
-                    idle_ms = int(max(3 * lease, 5.0) * 1000)
-                    for name in await self.queue.remove_dead_consumers(idle_ms):
+                    for name in await call(lambda: self.queue.remove_dead_consumers(idle_ms)):
                         log.info("removed consumer %s from the group (gone)", name)
             except Exception as exc:  # Redis away: the takers wait it out; try again later
                 log.warning("worker %s: could not renew leases: %s", self.name, type(exc).__name__)
@@ -352,7 +353,7 @@ class _Worker:
         held = list(self.held)
         if not held:
             return
-        kept = await self.queue.renew(self.name, held)
+        kept = await self.patience.call(lambda: self.queue.renew(self.name, held))
         for message_id in held:
             delivery = self.held.get(message_id)
             if message_id in kept or delivery is None or delivery.settled:
@@ -361,6 +362,11 @@ class _Worker:
             # it): both carry on; the shard's rows are stored once, by whoever finishes first.
             log.warning("worker %s lost the lease of shard message %s", self.name, message_id)
             self.held.pop(message_id, None)
+
+
+async def _shielded_drain(patience: Patience) -> None:
+    with anyio.CancelScope(shield=True):
+        await patience.drain()
 
 
 async def _halt_on(stop: asyncio.Event, halt: anyio.Event) -> None:
@@ -436,6 +442,7 @@ async def run_worker(
         redis = Redis.from_url(config.url)
         stack.push_async_callback(redis.aclose)
         patience = Patience(redis_timeout, f"worker {consumer}")
+        stack.push_async_callback(_shielded_drain, patience)
         worker = _Worker(
             config,
             client,
