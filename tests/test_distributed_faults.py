@@ -168,6 +168,11 @@ async def test_redis_restarted_mid_run_the_report_is_complete(
     assert_each_once(rows, wanted)
     assert all(row.ok for row in rows)
     lost = [r for r in caplog.records if "Redis lost the run" in r.getMessage()]
+    print(
+        f"\nredis restarted ({'AOF' if appendonly else 'no persistence'}): "
+        f"{fake.stats.requests:,} lookups for {total:,} ids; {len(rows):,} rows, all distinct; "
+        f"run re-queued by the producer: {bool(lost)}"
+    )
     in_flight = 2 * 2 * shard_size  # 2 workers x 2 shards at once
     if appendonly:
         # Nothing lost: only the shards in flight may have been polled twice.
@@ -243,6 +248,7 @@ async def test_cancelling_the_producer_deletes_the_run_keys(
             task = asyncio.create_task(consume())
             await wait_for(lambda: fake.stats.requests >= 20)
             assert await redis.keys(f"{config.namespace}:run:*") != []
+            at_cancel = fake.stats.requests
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -250,6 +256,7 @@ async def test_cancelling_the_producer_deletes_the_run_keys(
             # Workers drop the queued shards of the run, unpolled.
             await wait_for(lambda: shard_stream_is_empty(redis, config))
             requests = fake.stats.requests
+    print(f"\nproducer cancelled after {at_cancel} lookups; {requests} in all (of 500 ids)")
     assert requests < 500
 
 
@@ -282,6 +289,10 @@ async def test_one_bad_worker_among_three_does_not_sink_the_run(config: QueueCon
         finally:
             stop.set()
             results = await asyncio.gather(bad, *good, return_exceptions=True)
+    print(
+        f"\none bad worker among three: {len(rows):,} rows, all ok; the bad worker stopped "
+        f"with {type(results[0]).__name__}"
+    )
     assert_each_once(rows, wanted)
     assert all(row.ok for row in rows)
     error = results[0]
