@@ -118,8 +118,9 @@ async def test_killed_worker_shards_are_taken_over_within_one_and_a_half_leases(
     assert_each_once(rows, wanted)
     assert processes[1].returncode == 0, outputs[1][1].decode()
     assert b"lost the lease" not in outputs[1][1], outputs[1][1].decode()
-    # A held shard may have been stored just before the kill (then it is only settled).
-    assert run.stats.redelivered >= 1
+    # (proc0's pending list emptied while it was dead: only another consumer's claim does
+    # that; how many of those shards were polled again depends on how far proc0 had got.)
+    assert run.stats.shards_done == total // 50
 
 
 async def _gone(redis: Redis, config: QueueConfig, name: str) -> bool:
