@@ -85,7 +85,7 @@ class ErrorBody(BaseModel):
 
     error: str
     message: str
-    error_code: str | None = None
+    error_code: int | None = None
     request_status: str | None = None
 
 

@@ -62,8 +62,8 @@ class Answer:
     currency: str | None = None
     #: The error's class name (``"WalletNotFoundError"``, ``"RequestTimeoutError"``, ...).
     error: str | None = None
-    #: The API's code for it (``"1004"``), when there is one.
-    error_code: str | None = None
+    #: The API's code for it (``1004``), when there is one.
+    error_code: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -246,11 +246,9 @@ class Worker:
             # ValueError / TypeError: an identifier the SDK refuses before sending anything;
             # a redelivery cannot fix it, so it is answered, not requeued. Upstream failures
             # are answered too: the SDK has already retried them.
+            code = error.error_code if isinstance(error, FreedomPayError) else None
             return Answer(
-                message.message_id,
-                message.identifier,
-                error=type(error).__name__,
-                error_code=getattr(error, "error_code", None),
+                message.message_id, message.identifier, error=type(error).__name__, error_code=code
             )
         return Answer(
             message.message_id,

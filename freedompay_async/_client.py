@@ -47,17 +47,20 @@ class FreedomPayClient:
         base_url: API origin, e.g. ``https://api.freedompay.kz`` (default:
             ``$FREEDOMPAY_BASE_URL``, else the ``region``'s host).
         region: ``"kz"`` (default), ``"kz-test"``, ``"kg"`` or ``"uz"``; not with ``base_url``.
-        timeout: seconds per request (total), or a :class:`Timeout` for connect/read/total.
+        timeout: seconds for the whole call (total: retries and the waits between them
+            included), or a :class:`Timeout` for connect/read/total.
         retry: a :class:`RetryPolicy` (default: 3 attempts, full-jitter backoff). Only reads
             are ever retried; mutations are sent once.
         max_retries: shorthand for ``retry=RetryPolicy(max_attempts=max_retries + 1)``.
         max_connections: pool size (sockets across all hosts).
         max_connections_per_host: per-host cap; 0 means only ``max_connections`` applies.
-        user_agent: ``User-Agent`` header.
+        user_agent: ``User-Agent`` header. ``auth_id``, ``secret_key`` and ``user_agent``
+            with control characters or surrounding whitespace raise ``ValueError``.
         session: a caller-owned :class:`aiohttp.ClientSession` to send through; it is never
             closed by this client, and pool options do not apply to it.
         algorithm: JWS ``alg``, ``"HS256"`` (default) or ``"HS512"``.
-        max_response_bytes: replies larger than this are refused without being buffered.
+        max_response_bytes: replies larger than this once decoded (gzip etc. inflated) are
+            refused as soon as the cap is passed, never buffered whole.
         ssl: an :class:`ssl.SSLContext` for TLS (custom CA, client certificates). Verification
             is on by default.
         trace_configs: :class:`aiohttp.TraceConfig` objects, for users who trace requests.
@@ -89,6 +92,10 @@ class FreedomPayClient:
         _positive_int("max_connections", max_connections)
         _positive_int("max_connections_per_host", max_connections_per_host, allow_zero=True)
         _positive_int("max_response_bytes", max_response_bytes)
+        if user_agent is not None:
+            if not isinstance(user_agent, str):
+                raise TypeError("user_agent must be a str")
+            _check_header_value("user_agent", user_agent)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
@@ -227,6 +234,8 @@ class FreedomPayClient:
         send = self._transport.send
         path = endpoint.path
         started = time.perf_counter()
+        # The call's deadline: retries and the waits between them never run past it.
+        deadline = None if limits.total is None else started + limits.total
         attempt = 0
         while True:
             attempt += 1
@@ -235,7 +244,12 @@ class FreedomPayClient:
                 status, reply, retry_after = await send(path, headers, body, limits)
                 if not 200 <= status < 300:
                     raise http_status_error(
-                        endpoint, status, reply, identifier=identifier, request_id=request_id
+                        endpoint,
+                        status,
+                        reply,
+                        identifier=identifier,
+                        request_id=request_id,
+                        retry_after=retry_after,
                     )
                 result = decode_response(
                     endpoint, reply, identifier=identifier, request_id=request_id
@@ -256,6 +270,17 @@ class FreedomPayClient:
                     _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                     raise
                 delay = options.retry.delay(attempt, retry_after)
+                if deadline is not None:
+                    # What the next attempt would have left, in whole milliseconds.
+                    left = round(deadline - time.perf_counter() - delay, 3)
+                    if left <= 0:  # the wait alone would reach the deadline: give up now
+                        error.message += (
+                            f"; not retried: waiting {delay:.2f}s would pass the call's"
+                            f" time limit (total={deadline - started:g}s)"
+                        )
+                        _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                        raise
+                    limits = dataclasses.replace(limits, total=left)
                 if logger.isEnabledFor(logging.WARNING):
                     logger.warning(
                         "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",
@@ -343,7 +368,17 @@ def _credential(name: str, value: str | None, env: str) -> str:
         raise TypeError(f"{name} must be a str")
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
+    _check_header_value(name, value)
     return value
+
+
+def _check_header_value(name: str, value: str) -> None:
+    """Refuse a value that can never work in a header or a signature: surrounding whitespace
+    or control characters (CR, LF, NUL, ...). The message names the option, never the value."""
+    if value != value.strip():
+        raise ValueError(f"{name} must not start or end with whitespace")
+    if not value.isprintable():
+        raise ValueError(f"{name} must not contain control characters (CR, LF, NUL, ...)")
 
 
 def _positive_int(name: str, value: int, *, allow_zero: bool = False) -> None:

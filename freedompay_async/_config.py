@@ -47,6 +47,11 @@ ERROR_BODY_EXCERPT: Final = 512
 MAX_IDENTIFIER_LENGTH: Final = 256
 #: Longest block / close reason (the ``description`` field) accepted before any network call.
 MAX_REASON_LENGTH: Final = 1024
+#: Money in a reply must be a finite number with at most this many digits before the decimal
+#: point (|amount| < 10**24, far above any real wallet) and this many after it; anything else
+#: (NaN, Infinity, 1E+999999999, a 500,000-digit number) is refused as ``ResponseDecodeError``.
+MAX_AMOUNT_INTEGER_DIGITS: Final = 24
+MAX_AMOUNT_FRACTION_DIGITS: Final = 40
 
 #: ``wallets.wait()``: the overall time budget (seconds), the first pause between Request status
 #: polls, and the cap the pause doubles up to.
@@ -59,8 +64,10 @@ DEFAULT_MAX_POLL_INTERVAL: Final = 5.0
 class Timeout:
     """Per-request time limits in seconds; ``None`` switches a limit off.
 
-    ``total`` bounds the whole request (connect, send, read); ``connect`` bounds getting a
-    connection from the pool and opening it; ``read`` bounds each wait for bytes from the server.
+    ``total`` bounds the whole call (connect, send, read, and for reads every retry and every
+    wait between attempts: a retry gets only the time left); ``connect`` bounds getting a
+    connection from the pool and opening it, and ``read`` each wait for bytes from the server,
+    per attempt.
     On Python 3.11+ a ``total`` of :data:`COARSE_TIMEOUT` seconds or more is checked by one
     timer shared by all requests, ticking every :data:`DEADLINE_TICK` seconds, so it may fire
     up to a tick late (aiohttp rounds such limits up to whole seconds itself); shorter totals

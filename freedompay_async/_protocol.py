@@ -15,9 +15,11 @@ from uuid import UUID
 
 import msgspec
 
+from ._retry import parse_retry_after
 from .errors import (
     AuthenticationError,
     HTTPStatusError,
+    RateLimitError,
     ResponseDecodeError,
     api_error_class,
     excerpt,
@@ -29,6 +31,7 @@ from .models import (
     CloseRequest,
     Envelope,
     InfoRequest,
+    InvalidAmountError,
     MutationResult,
     OwnerIdentificationRequest,
     RequestStatus,
@@ -151,6 +154,10 @@ _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 # The whole reply of a provisional endpoint; non-integer numbers stay exact.
 _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 
+#: What msgspec raises for a body it cannot decode: not JSON, the wrong shape, an integer out of
+#: range, money out of bounds (a ``__post_init__`` check), or nesting too deep for the stack.
+_UNDECODABLE: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+
 encode = _encoder.encode
 """Serialise a request Struct to the exact bytes that are signed and sent."""
 
@@ -169,23 +176,33 @@ def decode_response(
     reply is); so does a mutation answered ``request_status`` = error. A provisional reply
     (``shape_verified=False``) that does not fit its guessed model still decodes: its envelope
     fields are kept, the model's own fields stay at their defaults, and the whole reply is in
-    ``raw``. Anything else that does not fit raises ``ResponseDecodeError`` (for a mutation,
+    ``raw``. Anything else that does not fit (a successful reply without ``request_status`` or
+    ``dt`` included) raises ``ResponseDecodeError`` (for a mutation,
     saying that it may have been carried out). Models with ``request_id`` / ``raw`` fields get
     the id sent and the whole reply.
     """
     try:
         reply = endpoint.decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except _UNDECODABLE as exc:
         # The fast path failed: look at the envelope alone to tell an API error from junk.
         try:
-            envelope: Response | None = _envelope_decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+            envelope: Envelope | None = _envelope_decoder.decode(body)
+        except _UNDECODABLE:
             envelope = None
-        if envelope is not None and not envelope.ok:
+        if envelope is not None and (
+            not envelope.ok or (endpoint.mutates and envelope.request_status is RequestStatus.ERROR)
+        ):
             raise api_error(
                 endpoint, envelope, body, identifier=identifier, request_id=request_id
             ) from None
-        if envelope is not None and not endpoint.shape_verified:
+        bad_money = isinstance(exc.__cause__, InvalidAmountError)
+        if (
+            envelope is not None
+            and not endpoint.shape_verified
+            and not bad_money
+            and envelope.request_status_raw is not None
+            and envelope.dt is not None
+        ):
             reply = endpoint.response_type(
                 status=envelope.status,
                 request_status_raw=envelope.request_status_raw,
@@ -194,19 +211,8 @@ def decode_response(
                 error_description=envelope.error_description,
             )
             return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
-        what = "empty body" if not body.strip() else f"reply does not match {endpoint.name}: {exc}"
-        if endpoint.mutates:
-            what += (
-                "; the operation may have been carried out: check Request status with"
-                " this request_id before sending anything again"
-            )
-        raise ResponseDecodeError(
-            what,
-            endpoint=endpoint.name,
-            identifier=identifier,
-            request_id=request_id,
-            http_status=200,
-            body=excerpt(body),
+        raise _undecodable(
+            endpoint, body, exc, identifier=identifier, request_id=request_id
         ) from exc
     if endpoint._plain and reply.status != "error":  # reply.ok, without a property call
         return reply
@@ -223,19 +229,52 @@ def _finish(
 ) -> ResponseT:
     if not reply.ok or (endpoint.mutates and reply.request_status is RequestStatus.ERROR):
         raise api_error(endpoint, reply, body, identifier=identifier, request_id=request_id)
-    if endpoint.keeps_raw or (endpoint.echoes_request_id and request_id is not None):
+    if endpoint.keeps_raw or endpoint.echoes_request_id:
         extra: dict[str, Any] = {}
         if endpoint.keeps_raw:
-            extra["raw"] = _raw_decoder.decode(body)
-        if endpoint.echoes_request_id and request_id is not None:
+            try:
+                extra["raw"] = _raw_decoder.decode(body)
+            except _UNDECODABLE as exc:  # e.g. an integer of 5,000 digits somewhere in it
+                raise _undecodable(
+                    endpoint, body, exc, identifier=identifier, request_id=request_id
+                ) from exc
+        if endpoint.echoes_request_id:
+            if request_id is None:
+                raise ValueError(f"decoding a {endpoint.name} reply needs the request_id sent")
             extra["request_id"] = request_id
         reply = msgspec.structs.replace(reply, **extra)
     return reply
 
 
+def _undecodable(
+    endpoint: Endpoint[Any, Any],
+    body: bytes,
+    exc: Exception,
+    *,
+    identifier: str | None,
+    request_id: UUID | None,
+) -> ResponseDecodeError:
+    """The :class:`ResponseDecodeError` for a 2xx body that cannot be decoded (raised ``from
+    exc``): every failure to decode a reply ends here, never as a bare msgspec error."""
+    what = "empty body" if not body.strip() else f"reply does not match {endpoint.name}: {exc}"
+    if endpoint.mutates:
+        what += (
+            "; the operation may have been carried out: check Request status with"
+            " this request_id before sending anything again"
+        )
+    return ResponseDecodeError(
+        what,
+        endpoint=endpoint.name,
+        identifier=identifier,
+        request_id=request_id,
+        http_status=200,
+        body=excerpt(body),
+    )
+
+
 def api_error(
     endpoint: Endpoint[Any, Any],
-    reply: Response,
+    reply: Envelope,
     body: bytes | None,
     *,
     identifier: str | None,
@@ -243,7 +282,7 @@ def api_error(
     what: str | None = None,
 ) -> Exception:
     """The typed exception for a ``status: "error"`` reply (or a failed operation's status)."""
-    code = reply.error_code
+    code = reply.error_code_raw
     cls = api_error_class(code)
     description = reply.error_description or "no description"
     status = reply.request_status
@@ -266,24 +305,29 @@ def http_status_error(
     *,
     identifier: str | None = None,
     request_id: UUID | None = None,
+    retry_after: str | None = None,
 ) -> HTTPStatusError:
-    """The typed exception for a non-2xx reply."""
-    cls = AuthenticationError if http_status in (401, 403) else HTTPStatusError
+    """The typed exception for a non-2xx reply (``retry_after``: its ``Retry-After`` header)."""
     # Some gateways still send the JSON envelope with a non-2xx status: keep what it says.
     try:
-        envelope: Response | None = _envelope_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        envelope: Envelope | None = _envelope_decoder.decode(body)
+    except _UNDECODABLE:
         envelope = None
-    return cls(
-        f"{endpoint.name} answered HTTP {http_status}",
-        endpoint=endpoint.name,
-        identifier=identifier,
-        request_id=request_id,
-        http_status=http_status,
-        error_code=envelope.error_code if envelope else None,
-        request_status=envelope.request_status if envelope else None,
-        body=excerpt(body),
-    )
+    context: dict[str, Any] = {
+        "endpoint": endpoint.name,
+        "identifier": identifier,
+        "request_id": request_id,
+        "http_status": http_status,
+        "error_code": envelope.error_code_raw if envelope else None,
+        "request_status": envelope.request_status if envelope else None,
+        "body": excerpt(body),
+    }
+    message = f"{endpoint.name} answered HTTP {http_status}"
+    if http_status == 429:
+        seconds = None if retry_after is None else parse_retry_after(retry_after)
+        return RateLimitError(message, retry_after=seconds, **context)
+    cls = AuthenticationError if http_status in (401, 403) else HTTPStatusError
+    return cls(message, **context)
 
 
 def operation_error(reply: RequestStatusResult, request_id: UUID) -> Exception:

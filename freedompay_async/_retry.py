@@ -35,7 +35,8 @@ class RetryPolicy:
     Retried: connection errors, timeouts, truncated or malformed replies, HTTP 429, 502, 503,
     504 and 500. The wait before attempt ``n + 1`` is drawn uniformly from
     ``[0, min(max_backoff, backoff * 2 ** (n - 1))]`` ("full jitter"); a ``Retry-After`` header
-    (seconds or an HTTP date) replaces it, capped at ``max_retry_after``.
+    (seconds or an HTTP date) replaces it, capped at ``max_retry_after``. Neither ever runs
+    past the call's total timeout: a wait that would is not taken, and the error is raised.
 
     >>> RetryPolicy(max_attempts=5, backoff=0.1)
     RetryPolicy(max_attempts=5, backoff=0.1, max_backoff=5.0, max_retry_after=30.0)
@@ -105,7 +106,7 @@ def is_transient(error: FreedomPayError, *, read: bool) -> bool:
 def parse_retry_after(value: str, *, now: Callable[[], float] = time.time) -> float | None:
     """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; ``None`` if invalid."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²": str.isdigit() takes any Unicode digit
         return float(value)
     try:
         moment = parsedate_to_datetime(value)

@@ -55,7 +55,7 @@ def to_row(result: WalletResult) -> Row:
         identifier=result.identifier,
         ok=False,
         error=type(error).__name__,
-        error_code=error.error_code,
+        error_code=error.error_code_raw,
         http_status=error.http_status,
         message=error.message,
     )

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import COARSE_TIMEOUT, DEADLINE_TICK, DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, Timeout
@@ -25,10 +26,11 @@ from .errors import (
     excerpt,
 )
 
-_CHUNK: Final = 64 * 1024
 #: Long total limits are enforced by ``_Deadlines``, which needs ``Task.uncancel()`` (3.11+).
 #: Short ones, and all of them on 3.10, are aiohttp's own ``total`` (a precise timer per request).
 _COARSE_DEADLINES: Final = sys.version_info >= (3, 11)
+#: Distinct Timeout values whose aiohttp timeouts are kept (per kind).
+_TIMEOUT_CACHE: Final = 32
 
 
 class _Deadlines:
@@ -163,6 +165,18 @@ class AiohttpTransport:
         """The session in use (``None`` until the first request when we own it)."""
         return self._session
 
+    @property
+    def pool_size(self) -> int | None:
+        """How many requests to the API host can be in flight at once (``None``: no cap):
+        the pool's ``limit`` and ``limit_per_host``, the caller's session's included."""
+        if self._owns_session:
+            limits = (self._max_connections, self._max_connections_per_host)
+        else:
+            connector = self._session.connector if self._session is not None else None
+            limits = (connector.limit, connector.limit_per_host) if connector else (0, 0)
+        positive = [limit for limit in limits if limit > 0]
+        return min(positive) if positive else None
+
     def _open(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None:
@@ -209,18 +223,24 @@ class AiohttpTransport:
     def _client_timeout(self, timeout: Timeout, *, total: bool) -> aiohttp.ClientTimeout:
         """aiohttp's timeouts for ``timeout``: connect and read always, and the total limit
         too when ``total`` is true (that is, when ``_Deadlines`` does not enforce it)."""
+        # Retries get the time left before the call's deadline: a new Timeout each time, so
+        # the caches stop growing at _TIMEOUT_CACHE entries.
         if total:
             precise = self._precise_timeouts.get(timeout)
             if precise is None:
-                precise = self._precise_timeouts[timeout] = aiohttp.ClientTimeout(
+                precise = aiohttp.ClientTimeout(
                     total=timeout.total, connect=timeout.connect, sock_read=timeout.read
                 )
+                if len(self._precise_timeouts) < _TIMEOUT_CACHE:
+                    self._precise_timeouts[timeout] = precise
             return precise
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
-            client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
+            client_timeout = aiohttp.ClientTimeout(
                 total=None, connect=timeout.connect, sock_read=timeout.read
             )
+            if len(self._timeouts) < _TIMEOUT_CACHE:
+                self._timeouts[timeout] = client_timeout
         self._last_timeout, self._last_client_timeout = timeout, client_timeout
         return client_timeout
 
@@ -254,8 +274,13 @@ class AiohttpTransport:
                     status = response.status
                     if status < 400:
                         length = response.content_length
-                        if length is not None and length <= self._max_response_bytes:
-                            return status, await response.read(), None  # the common case
+                        if (
+                            length is not None
+                            and length <= self._max_response_bytes
+                            and "Content-Encoding" not in response.headers
+                        ):
+                            # The common case: the body is exactly Content-Length bytes.
+                            return status, await response.read(), None
                         return status, await self._read(response), None
                     retry_after = response.headers.get("Retry-After")
                     return status, await self._read(response), retry_after
@@ -265,6 +290,7 @@ class AiohttpTransport:
         except asyncio.CancelledError as exc:
             if not expired:
                 raise
+            _redact(exc)
             # What asyncio.Timeout raises when it expires: TimeoutError from the cancellation.
             timed_out = TimeoutError()
             timed_out.__cause__ = exc
@@ -272,8 +298,10 @@ class AiohttpTransport:
                 timed_out
             )
         except TimeoutError as exc:
+            _redact(exc)
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
         except aiohttp.ClientError as exc:
+            _redact(exc)
             if self._closed:
                 raise ClientClosedError(
                     "the FreedomPayClient was closed during the request"
@@ -281,23 +309,28 @@ class AiohttpTransport:
             raise TransportError(f"request failed: {type(exc).__name__}: {exc}") from exc
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read in pieces, refused as soon as it passes ``max_response_bytes``.
+
+        The cap bounds the *decoded* bytes: aiohttp inflates a compressed body (gzip, deflate,
+        br, ...) piece by piece as it is read from ``response.content``, so a compression bomb
+        is stopped after about ``max_response_bytes`` inflated, never inflated whole.
+        """
         cap = self._max_response_bytes
         length = response.content_length
-        if length is not None:
-            if length > cap:
-                raise ResponseTooLargeError(
-                    f"reply of {length} bytes exceeds max_response_bytes={cap}",
-                    http_status=response.status,
-                )
-            return await response.read()
-        # No Content-Length (chunked): read in pieces and stop as soon as the cap is passed.
+        if length is not None and length > cap:  # the wire size alone is too much
+            raise ResponseTooLargeError(
+                f"reply of {length} bytes exceeds max_response_bytes={cap}",
+                http_status=response.status,
+            )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_chunked(_CHUNK):
+        content = response.content
+        while chunk := await content.readany():
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLargeError(
-                    f"reply exceeds max_response_bytes={cap}",
+                    f"reply exceeds max_response_bytes={cap}"
+                    + (" once decoded" if "Content-Encoding" in response.headers else ""),
                     http_status=response.status,
                     body=excerpt(b"".join(chunks)),
                 )
@@ -314,6 +347,47 @@ class AiohttpTransport:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+def _redact(exc: BaseException) -> None:
+    """Take the request's headers (``X-JWS-Signature``) out of aiohttp's exceptions in the chain.
+
+    ``ClientResponseError`` (a malformed reply, a bad status line, ...) keeps the request's
+    ``request_info``, whose headers hold the signature, in its attributes, its ``args`` and
+    its ``history``; we chain it as ``__cause__`` of our errors. The signature has no nonce,
+    so a leaked one could be replayed: every header of the kept copy is redacted but the
+    harmless ones, and the history (redirects, never followed here) is dropped.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += (current.__cause__, current.__context__)
+        info = getattr(current, "request_info", None)
+        if not isinstance(info, aiohttp.RequestInfo):
+            continue
+        headers = CIMultiDict(
+            (name, value if name.lower() in _HARMLESS_HEADERS else "[redacted]")
+            for name, value in info.headers.items()
+        )
+        clean = aiohttp.RequestInfo(info.url, info.method, CIMultiDictProxy(headers), info.real_url)
+        current.request_info = clean  # type: ignore[attr-defined]
+        if isinstance(current, aiohttp.ClientResponseError):
+            current.history = ()  # earlier responses, each with its own request_info
+            current.args = (clean, ())
+        else:
+            current.args = tuple(
+                clean if isinstance(arg, aiohttp.RequestInfo) else arg for arg in current.args
+            )
+
+
+#: Request headers kept as they are in an exception's ``request_info``; others are redacted.
+_HARMLESS_HEADERS: Final = frozenset(
+    {"content-type", "content-length", "user-agent", "host", "accept", "accept-encoding"}
+)
 
 
 def _timeout_text(timeout: Timeout) -> str:

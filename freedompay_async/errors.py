@@ -11,7 +11,8 @@
     │   ├── WalletClosedError           1007  wallet already closed
     │   └── WalletBlockError            1008  wallet could not be blocked
     ├── HTTPStatusError             a non-2xx reply (status and a truncated body)
-    │   └── AuthenticationError         401 / 403: signature or credentials refused
+    │   ├── AuthenticationError         401 / 403: signature or credentials refused
+    │   └── RateLimitError              429: too many requests (``retry_after`` seconds)
     ├── TransportError              the request did not complete (connection refused, reset, ...)
     │   └── RequestTimeoutError         a time limit was hit (also a builtin ``TimeoutError``)
     ├── ResponseDecodeError         the body is not what the spec says (truncated body attached)
@@ -26,11 +27,11 @@ before any network call. No exception ever carries the secret key or a signature
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 from ._config import ERROR_BODY_EXCERPT
-from .models import RequestStatus
+from .models import RequestStatus, numeric_error_code
 
 __all__ = [
     "APIError",
@@ -40,6 +41,7 @@ __all__ = [
     "FreedomPayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "RateLimitError",
     "RequestNotFoundError",
     "RequestTimeoutError",
     "ResponseDecodeError",
@@ -69,16 +71,18 @@ class FreedomPayError(Exception):
 
     Attributes give the context a log line or a retry decision needs; any may be ``None``:
     ``endpoint`` (e.g. ``"info"``), ``identifier`` (the wallet asked about), ``request_id``
-    (for mutations: ask Request status with it), ``http_status``, ``error_code``,
-    ``request_status``, ``body`` (a truncated excerpt of the reply), ``attempts`` (how many
-    times the request was sent).
+    (for mutations: ask Request status with it), ``http_status``, ``error_code`` (an ``int``:
+    ``exc.error_code == 1004``; ``None`` when the reply had none or it is not a number),
+    ``error_code_raw`` (the code as the server sent it, as text), ``request_status``, ``body``
+    (a truncated excerpt of the reply), ``attempts`` (how many times the request was sent).
     """
 
     endpoint: str | None
     identifier: str | None
     request_id: UUID | None
     http_status: int | None
-    error_code: str | None
+    error_code: int | None
+    error_code_raw: str | None
     request_status: RequestStatus | None
     body: str | None
     attempts: int
@@ -91,7 +95,7 @@ class FreedomPayError(Exception):
         identifier: str | None = None,
         request_id: UUID | None = None,
         http_status: int | None = None,
-        error_code: str | None = None,
+        error_code: int | str | None = None,
         request_status: RequestStatus | None = None,
         body: str | None = None,
         attempts: int = 1,
@@ -102,7 +106,8 @@ class FreedomPayError(Exception):
         self.identifier = identifier
         self.request_id = request_id
         self.http_status = http_status
-        self.error_code = error_code
+        self.error_code = numeric_error_code(error_code)
+        self.error_code_raw = None if error_code is None else str(error_code)
         self.request_status = request_status
         self.body = body
         self.attempts = attempts
@@ -116,7 +121,7 @@ class FreedomPayError(Exception):
                 ("identifier", self.identifier and repr(self.identifier)),
                 ("request_id", self.request_id),
                 ("http_status", self.http_status),
-                ("error_code", self.error_code),
+                ("error_code", self.error_code_raw),
                 ("attempts", self.attempts if self.attempts > 1 else None),
             )
             if value is not None
@@ -144,13 +149,13 @@ class APIError(FreedomPayError):
     """The server answered ``status: "error"``; ``error_code`` says why."""
 
     #: The documented code this class stands for (``None`` on the base class).
-    code: ClassVar[str | None] = None
+    code: ClassVar[int | None] = None
 
 
 class InvalidRequestError(APIError):
     """1001: the parameters were invalid or badly formed."""
 
-    code = "1001"
+    code = 1001
 
 
 class DuplicateRequestError(APIError):
@@ -159,46 +164,46 @@ class DuplicateRequestError(APIError):
     Ask Request status with the same ``request_id`` to learn the first attempt's outcome.
     """
 
-    code = "1002"
+    code = 1002
 
 
 class WalletExistsError(APIError):
     """1003: a wallet with this identifier already exists."""
 
-    code = "1003"
+    code = 1003
 
 
 class WalletNotFoundError(APIError):
     """1004: no wallet has this identifier."""
 
-    code = "1004"
+    code = 1004
 
 
 class WalletCloseError(APIError):
     """1005: the wallet could not be closed."""
 
-    code = "1005"
+    code = 1005
 
 
 class RequestNotFoundError(APIError):
     """1006: no request has this ``request_id``."""
 
-    code = "1006"
+    code = 1006
 
 
 class WalletClosedError(APIError):
     """1007: the wallet is already closed."""
 
-    code = "1007"
+    code = 1007
 
 
 class WalletBlockError(APIError):
     """1008: the wallet could not be blocked."""
 
-    code = "1008"
+    code = 1008
 
 
-_API_ERRORS: Final[dict[str, type[APIError]]] = {
+_API_ERRORS: Final[dict[int, type[APIError]]] = {
     cls.code: cls
     for cls in (
         InvalidRequestError,
@@ -214,11 +219,10 @@ _API_ERRORS: Final[dict[str, type[APIError]]] = {
 }
 
 
-def api_error_class(error_code: str | None) -> type[APIError]:
+def api_error_class(error_code: int | str | None) -> type[APIError]:
     """The most specific :class:`APIError` subclass for a code (the base class when unknown)."""
-    if error_code is None:
-        return APIError
-    return _API_ERRORS.get(error_code.strip(), APIError)
+    code = numeric_error_code(error_code)
+    return APIError if code is None else _API_ERRORS.get(code, APIError)
 
 
 class HTTPStatusError(FreedomPayError):
@@ -227,6 +231,19 @@ class HTTPStatusError(FreedomPayError):
 
 class AuthenticationError(HTTPStatusError):
     """HTTP 401/403: the signature, ``auth_id`` or ``secret_key`` was refused."""
+
+
+class RateLimitError(HTTPStatusError):
+    """HTTP 429: the server asks for fewer requests. Reads are retried after the wait it asks
+    for (``Retry-After``) when that wait fits in the call's time limit, and raise at once when
+    it does not. ``retry_after`` is that wait in seconds (``None`` when the server gave none
+    or an unreadable one)."""
+
+    retry_after: float | None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
 
 
 class TransportError(FreedomPayError):

@@ -22,6 +22,8 @@ from uuid import UUID
 
 import msgspec
 
+from ._config import MAX_AMOUNT_FRACTION_DIGITS, MAX_AMOUNT_INTEGER_DIGITS
+
 __all__ = [
     "AddRequest",
     "AwareDatetime",
@@ -32,6 +34,7 @@ __all__ = [
     "Envelope",
     "Identifier",
     "InfoRequest",
+    "InvalidAmountError",
     "MutationResult",
     "Operation",
     "OperationType",
@@ -51,6 +54,37 @@ __all__ = [
     "WalletStatus",
     "owner_identification_request",
 ]
+
+
+class InvalidAmountError(ValueError):
+    """An amount in a reply is not a finite number within the bounds the SDK accepts.
+
+    Decoding turns it into a :class:`~freedompay_async.errors.ResponseDecodeError`.
+    """
+
+
+def check_amount(value: Decimal | None, name: str) -> None:
+    """Refuse money that is not finite, or has more than
+    :data:`~freedompay_async._config.MAX_AMOUNT_INTEGER_DIGITS` digits before the point or
+    :data:`~freedompay_async._config.MAX_AMOUNT_FRACTION_DIGITS` after it. The message never
+    repeats the value (it may be half a megabyte of digits)."""
+    if value is None:
+        return
+    if not value.is_finite():
+        raise InvalidAmountError(f"{name} is not a finite number")
+    exponent = value.as_tuple().exponent
+    if (isinstance(exponent, int) and exponent < -MAX_AMOUNT_FRACTION_DIGITS) or (
+        value and value.adjusted() >= MAX_AMOUNT_INTEGER_DIGITS
+    ):
+        raise InvalidAmountError(
+            f"{name} is out of bounds (at most {MAX_AMOUNT_INTEGER_DIGITS} digits before the"
+            f" decimal point and {MAX_AMOUNT_FRACTION_DIGITS} after it)"
+        )
+
+
+#: Placeholder of ``request_id`` between decoding and the SDK setting the id it sent (never
+#: seen by users: every result the SDK returns carries the real id).
+NO_REQUEST_ID: Final = UUID(int=0)
 
 #: A :class:`datetime` that must carry a UTC offset (RFC 3339).
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -110,8 +144,10 @@ class WalletStatus(str, enum.Enum):
     CLOSED = "closed"
 
 
-class Response(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """The envelope every reply shares. ``status`` is ``"ok"`` or ``"error"``."""
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The envelope every reply shares, every field but ``status`` optional: what an error
+    reply, or a provisional reply that does not fit its model, is read as.
+    ``status`` is ``"ok"`` or ``"error"``."""
 
     status: str
     request_status_raw: str | int | None = msgspec.field(default=None, name="request_status")
@@ -125,10 +161,10 @@ class Response(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return RequestStatus.parse(self.request_status_raw)
 
     @property
-    def error_code(self) -> str | None:
-        """The error code as a string (the docs show numbers, the schema says string)."""
-        raw = self.error_code_raw
-        return raw if raw is None or isinstance(raw, str) else str(raw)
+    def error_code(self) -> int | None:
+        """The error code as an ``int`` (``None`` when absent or not a number: see
+        ``error_code_raw``, kept as sent)."""
+        return numeric_error_code(self.error_code_raw)
 
     @property
     def ok(self) -> bool:
@@ -136,8 +172,31 @@ class Response(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return self.status != "error"
 
 
-#: Just the envelope: what we decode when a reply does not fit its endpoint's model.
-Envelope = Response
+class Response(Envelope, frozen=True, kw_only=True, gc=False):
+    """The envelope of a successful reply: ``request_status`` and ``dt`` are always there (the
+    spec's common envelope is verified); a reply without them is a ``ResponseDecodeError``."""
+
+    request_status_raw: str | int = msgspec.field(name="request_status")
+    dt: AwareDatetime
+
+    @property
+    def request_status(self) -> RequestStatus:
+        """The processing state, normalised (see :class:`RequestStatus`)."""
+        return RequestStatus.parse(self.request_status_raw) or RequestStatus.UNKNOWN
+
+
+_NUMERIC_CODE: Final = re.compile(r"\s*(-?[0-9]+)\s*")
+
+
+def numeric_error_code(raw: str | int | None) -> int | None:
+    """An error code as an ``int`` when it is a number (``"1004"``, ``" 1004 "``, ``1004``);
+    ``None`` when it is missing or not a number (the raw value is kept beside it)."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    match = _NUMERIC_CODE.fullmatch(raw)
+    return int(match.group(1)) if match else None
 
 
 class Identifier(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -156,6 +215,9 @@ class Wallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     owner_id: str | None = None
     account_number: str | None = None
     status: str | None = None
+
+    def __post_init__(self) -> None:
+        check_amount(self.balance, "balance")
 
 
 class WalletInfo(Response, frozen=True, kw_only=True):
@@ -194,6 +256,9 @@ class PartialWallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     account_number: str | None = None
     status: str | None = None
 
+    def __post_init__(self) -> None:
+        check_amount(self.balance, "balance")
+
 
 class ProvisionalResponse(Response, frozen=True, kw_only=True, gc=True):
     """A reply whose shape is *provisional*: the docs do not show it, so it is decoded leniently.
@@ -220,6 +285,7 @@ class WalletBalance(ProvisionalResponse, frozen=True, kw_only=True):
     wallet: PartialWallet | None = None
 
     def __post_init__(self) -> None:
+        check_amount(self.balance, "balance")
         wallet = self.wallet
         if wallet is not None:
             if self.balance is None and wallet.balance is not None:
@@ -251,6 +317,10 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     rrn: str | None = None
     correspondent: Correspondent | None = None
 
+    def __post_init__(self) -> None:
+        check_amount(self.amount, "amount")
+        check_amount(self.commission, "commission")
+
 
 class WalletStatement(Response, frozen=True, kw_only=True):
     """Reply of ``wallets.statement``: the wallet's operations in the requested period."""
@@ -262,11 +332,12 @@ class MutationResult(ProvisionalResponse, frozen=True, kw_only=True):
     """Reply of a mutation (``block``, ``close``, ``identify_owner``).
 
     ``request_id`` is the id the request was sent with (generated by the SDK when you gave
-    none): keep it to ask ``wallets.request_status`` / ``wallets.wait`` later.
+    none), always set: keep it to ask ``wallets.request_status`` / ``wallets.wait`` later.
     ``request_status`` is :attr:`RequestStatus.PROCESSING` while the operation is not done.
     """
 
-    request_id: UUID | None = None
+    # Never read from the reply (hence the wire name): the SDK sets the id it sent.
+    request_id: UUID = msgspec.field(default=NO_REQUEST_ID, name="__request_id__")
 
 
 class WalletAdded(MutationResult, frozen=True, kw_only=True):
@@ -281,9 +352,10 @@ class RequestStatusResult(ProvisionalResponse, frozen=True, kw_only=True):
     ``request_status`` is the state of the *original* operation; ``error_code`` /
     ``error_description`` say why it failed when it did. ``wallet`` is filled when the server
     sends the operation's wallet (e.g. for Add). Everything else is in ``raw``.
+    ``request_id`` is the id asked about (set by the SDK).
     """
 
-    request_id: UUID | None = None
+    request_id: UUID = msgspec.field(default=NO_REQUEST_ID, name="__request_id__")
     wallet: PartialWallet | None = None
 
 

@@ -13,6 +13,8 @@ import pytest
 from freedompay_async import FreedomPayClient, RetryPolicy
 from freedompay_async.testing import FakeFreedomPay
 
+pytest_plugins = ["pytester"]  # tests/test_plugin.py runs users' test files in a fresh project
+
 
 @pytest.fixture(autouse=True)
 async def _no_loop_errors_or_stray_tasks() -> AsyncIterator[None]:

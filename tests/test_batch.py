@@ -587,7 +587,7 @@ async def test_info_many_reports_every_wallet_once(
     for identifier, result in seen.items():
         if identifier.startswith("ghost-"):
             assert isinstance(result.error, WalletNotFoundError)
-            assert result.error.error_code == "1004"
+            assert result.error.error_code == 1004
             assert result.error.identifier == identifier
         else:
             info = result.value
@@ -612,7 +612,7 @@ async def test_info_many_with_injected_server_errors(
     assert sorted(r.identifier for r in seen) == sorted(ids)
     errors = [r.error for r in seen if r.error is not None]
     assert len(errors) == 5
-    assert all(isinstance(e, FreedomPayError) and e.error_code == "1008" for e in errors)
+    assert all(isinstance(e, FreedomPayError) and e.error_code == 1008 for e in errors)
 
 
 async def test_info_many_invalid_identifier_is_a_per_item_error_not_sent(

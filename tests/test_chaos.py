@@ -18,6 +18,7 @@ from freedompay_async import (
     RequestTimeoutError,
     ResponseDecodeError,
     RetryPolicy,
+    Timeout,
     TransportError,
 )
 from freedompay_async._protocol import INFO, encode
@@ -73,7 +74,9 @@ async def test_ten_thousand_lookups_under_chaos_lose_nothing(
     duplicates = 0
     async with FakeFreedomPay(wallets=N, faults=CHAOS) as fake:
         policy = RetryPolicy(max_attempts=ATTEMPTS, backoff=0.002, max_backoff=0.02)
-        async with fake.client(retry=policy, timeout=1.0) as client:
+        # A per-attempt read limit, no total: a stalled attempt times out and is retried (a
+        # total would be the whole call's deadline, and a stall would use all of it).
+        async with fake.client(retry=policy, timeout=Timeout(total=None, read=1.0)) as client:
             identifiers = (f"user-{i}" for i in range(N))  # a generator, never materialised
             async with client.wallets.info_many(identifiers, concurrency=64) as results:
                 async for result in results:

@@ -65,7 +65,7 @@ async def test_unknown_wallet_raises_wallet_not_found(client: FreedomPayClient) 
         await client.wallets.info("nobody")
     error = caught.value
     assert isinstance(error, APIError) and isinstance(error, FreedomPayError)
-    assert error.error_code == "1004"
+    assert error.error_code == 1004
     assert error.identifier == "nobody"
     assert error.endpoint == "info"
     assert error.http_status == 200
@@ -162,7 +162,7 @@ async def test_non_2xx_with_an_envelope_keeps_its_error_code(
     with pytest.raises(HTTPStatusError) as caught:
         await client.wallets.info("user-1")
     assert caught.value.http_status == 400
-    assert caught.value.error_code == "1001"
+    assert caught.value.error_code == 1001
 
 
 @pytest.mark.parametrize(

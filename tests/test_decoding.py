@@ -26,6 +26,7 @@ from freedompay_async import (
     WalletNotFoundError,
     WalletStatement,
 )
+from freedompay_async._config import MAX_AMOUNT_FRACTION_DIGITS, MAX_AMOUNT_INTEGER_DIGITS
 from freedompay_async._protocol import (
     ADD,
     BALANCE,
@@ -62,8 +63,11 @@ BLOCK_EXAMPLE = (
 )
 
 
+DT = "2019-08-24T14:15:22Z"
+
+
 def body(**fields: Any) -> bytes:
-    return msgspec.json.encode({"status": "ok", "request_status": "0", **fields})
+    return msgspec.json.encode({"status": "ok", "request_status": "0", "dt": DT, **fields})
 
 
 # -- the docs' examples ---------------------------------------------------------------------
@@ -132,9 +136,9 @@ def test_mutations_raise_on_request_status_error_but_reads_do_not(endpoint: Any)
     reply = body(request_status="error", error_code="1999")
     with pytest.raises(APIError) as caught:
         decode_response(endpoint, reply, request_id=RID)
-    assert caught.value.error_code == "1999" and caught.value.request_id == RID
+    assert caught.value.error_code == 1999 and caught.value.request_id == RID
     status = decode_response(REQUEST_STATUS, reply, request_id=RID)
-    assert status.request_status is RequestStatus.ERROR and status.error_code == "1999"
+    assert status.request_status is RequestStatus.ERROR and status.error_code == 1999
 
 
 def test_an_undecodable_mutation_reply_is_flagged_as_possibly_done() -> None:
@@ -192,7 +196,10 @@ def test_balance_is_decoded_leniently(
 
 
 def test_raw_keeps_numbers_exact() -> None:
-    reply = b'{"status":"ok","amount":0.1000000000000000055511151231257827,"count":3}'
+    reply = (
+        b'{"status":"ok","request_status":"0","dt":"2019-08-24T14:15:22Z",'
+        b'"amount":0.1000000000000000055511151231257827,"count":3}'
+    )
     result = decode_response(BALANCE, reply)
     assert result.raw["amount"] == Decimal("0.1000000000000000055511151231257827")
     assert result.raw["count"] == 3 and isinstance(result.raw["count"], int)
@@ -208,10 +215,9 @@ def test_raw_keeps_numbers_exact() -> None:
         ("success", RequestStatus.SUCCESS),
         (2, RequestStatus.ERROR),
         ("queued", RequestStatus.UNKNOWN),
-        (None, None),
     ],
 )
-def test_request_status_reply_spellings(raw: Any, state: RequestStatus | None) -> None:
+def test_request_status_reply_spellings(raw: Any, state: RequestStatus) -> None:
     result = decode_response(REQUEST_STATUS, body(request_status=raw), request_id=RID)
     assert isinstance(result, RequestStatusResult)
     assert result.request_status is state
@@ -242,11 +248,27 @@ moments = st.datetimes(
 )
 
 
+def _within_money_bounds(value: Decimal) -> bool:
+    exponent = value.as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -MAX_AMOUNT_FRACTION_DIGITS
+
+
+#: Any finite amount the SDK accepts (|x| < 10**24, at most 40 digits after the point).
+amounts = st.decimals(
+    allow_nan=False,
+    allow_infinity=False,
+    min_value=-(10**MAX_AMOUNT_INTEGER_DIGITS) + 1,
+    max_value=10**MAX_AMOUNT_INTEGER_DIGITS - 1,
+).filter(_within_money_bounds)
+
+
 @given(
     lines=st.lists(
         st.tuples(
-            st.decimals(allow_nan=False, allow_infinity=False),
-            st.decimals(allow_nan=False, allow_infinity=False, min_value=0, max_value=10**9),
+            amounts,
+            st.decimals(allow_nan=False, allow_infinity=False, min_value=0, max_value=10**9).filter(
+                _within_money_bounds
+            ),
             moments,
             st.text(max_size=20),
         ),
@@ -260,7 +282,9 @@ def test_statement_amounts_sent_as_json_numbers_decode_exactly(
         {"type": kind, "amount": "@A", "commission": "@C", "datetime": at.isoformat()}
         for _amount, _commission, at, kind in lines
     ]
-    raw = msgspec.json.encode({"status": "ok", "operations": operations}).decode()
+    raw = msgspec.json.encode(
+        {"status": "ok", "request_status": "0", "dt": DT, "operations": operations}
+    ).decode()
     # Splice the decimals in as bare JSON numbers, digit for digit.
     for amount, commission, _at, _kind in lines:
         raw = raw.replace('"@A"', _json_number(amount), 1).replace(
@@ -388,3 +412,69 @@ def test_owner_fields_go_out_flat_with_their_names(fields: dict[str, Any]) -> No
         assert sent[name] == expected
         if isinstance(value, date):
             assert sent[name] == value.isoformat()
+
+
+# -- the contract of a successful reply -----------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS.values()), ids=list(ENDPOINTS))
+@pytest.mark.parametrize("missing", ["dt", "request_status"])
+def test_a_successful_reply_without_a_verified_envelope_field_is_a_decode_error(
+    endpoint: Any, missing: str
+) -> None:
+    # request_status and dt are in the spec's (verified) common envelope, so they are typed
+    # without Optional: a reply that lacks one is refused, provisional endpoints included.
+    fields: dict[str, Any] = {
+        "status": "ok",
+        "request_status": "0",
+        "dt": DT,
+        "wallet": {"wallet_id": str(RID), "currency": "KZT", "balance": "1.00"},
+    }
+    del fields[missing]
+    with pytest.raises(ResponseDecodeError, match=missing):
+        decode_response(endpoint, msgspec.json.encode(fields), identifier="w", request_id=RID)
+    fields[missing] = None
+    with pytest.raises(ResponseDecodeError, match=missing):
+        decode_response(endpoint, msgspec.json.encode(fields), identifier="w", request_id=RID)
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS.values()), ids=list(ENDPOINTS))
+def test_a_successful_reply_has_its_envelope_fields_typed_without_optional(
+    endpoint: Any,
+) -> None:
+    fields = {"wallet": {"wallet_id": str(RID), "currency": "KZT", "balance": "1.00"}}
+    reply = decode_response(endpoint, body(**fields), identifier="w", request_id=RID)
+    assert reply.dt == datetime(2019, 8, 24, 14, 15, 22, tzinfo=UTC)
+    assert reply.request_status is RequestStatus.SUCCESS
+    if endpoint.echoes_request_id:
+        assert reply.request_id == RID  # the id sent, never the placeholder
+
+
+def test_a_mutation_reply_needs_the_request_id_it_answers() -> None:
+    with pytest.raises(ValueError, match="request_id"):
+        decode_response(BLOCK, body())
+
+
+@given(
+    code=st.one_of(
+        st.integers(min_value=-(10**6), max_value=10**6),
+        st.text(max_size=8),
+        st.integers(min_value=0, max_value=99999).map(lambda n: f" {n} "),
+    )
+)
+def test_error_code_is_an_int_when_numeric_and_the_raw_text_is_kept(code: int | str) -> None:
+    reply = msgspec.json.encode(
+        {"status": "error", "request_status": "2", "error_code": code, "error_description": "x"}
+    )
+    with pytest.raises(APIError) as caught:
+        decode_response(STATEMENT, reply)
+    error = caught.value
+    assert error.error_code_raw == str(code)
+    text = str(code).strip()
+    numeric = text.lstrip("-").isascii() and text.lstrip("-").isdigit() and text.count("-") <= 1
+    if isinstance(code, int) or (numeric and not text.startswith("--")):
+        assert error.error_code == int(text)
+    else:
+        assert error.error_code is None
+    if error.error_code == 1004:
+        assert isinstance(error, WalletNotFoundError)

@@ -480,12 +480,12 @@ def test_cli_unreachable_redis_is_a_clear_error(
     ids_file.write_text("a\n")
     url = "redis://user:pw-secret@127.0.0.1:1/0"
     wait = ["--redis-timeout", "0.3"]
-    assert cli.main(["poll", "--distributed", url, str(ids_file), *wait]) == cli.EXIT_FAILED
+    assert cli.main(["poll", "--distributed", url, str(ids_file), *wait]) == cli.EXIT_ABORTED
     err = capsys.readouterr().err
     assert "ConnectionError" in err and "Traceback" not in err and "pw-secret" not in err
     monkeypatch.setenv("FREEDOMPAY_AUTH_ID", "1")
     monkeypatch.setenv("FREEDOMPAY_SECRET_KEY", "k")
-    assert cli.main(["worker", url, "--log-level", "error", *wait]) == cli.EXIT_FAILED
+    assert cli.main(["worker", url, "--log-level", "error", *wait]) == cli.EXIT_ABORTED
     err = capsys.readouterr().err
     assert "ConnectionError" in err and "pw-secret" not in err
 

@@ -70,7 +70,7 @@ async def test_balance_round_trip(client: FreedomPayClient, fake: FakeFreedomPay
 async def test_balance_of_an_unknown_wallet(client: FreedomPayClient) -> None:
     with pytest.raises(WalletNotFoundError) as caught:
         await client.wallets.balance("nobody")
-    assert caught.value.error_code == "1004"
+    assert caught.value.error_code == 1004
     assert caught.value.identifier == "nobody" and caught.value.endpoint == "balance"
 
 
@@ -269,7 +269,7 @@ async def test_add_an_existing_identifier_raises_1003_with_the_request_id(
         await client.wallets.add(
             country="KAZ", currency="KZT", identifier="user-1", request_id=request_id
         )
-    assert caught.value.error_code == "1003"
+    assert caught.value.error_code == 1003
     assert caught.value.request_id == request_id
     assert caught.value.identifier == "user-1" and caught.value.endpoint == "add"
     assert str(request_id) in str(caught.value)
@@ -342,14 +342,14 @@ async def test_block_changes_the_wallet_status(
 
 @pytest.mark.parametrize(
     ("status", "error", "code"),
-    [("blocked", WalletBlockError, "1008"), ("closed", WalletClosedError, "1007")],
+    [("blocked", WalletBlockError, 1008), ("closed", WalletClosedError, 1007)],
 )
 async def test_block_refusals(
     client: FreedomPayClient,
     fake: FakeFreedomPay,
     status: str,
     error: type[APIError],
-    code: str,
+    code: int,
 ) -> None:
     fake.add_wallet("w", status=status)
     request_id = uuid4()
@@ -401,7 +401,7 @@ async def test_close_refuses_a_wallet_with_money_1005(
     fake.add_wallet("rich", balance="0.01")
     with pytest.raises(WalletCloseError) as caught:
         await client.wallets.close("rich", "customer left")
-    assert caught.value.error_code == "1005" and caught.value.request_id is not None
+    assert caught.value.error_code == 1005 and caught.value.request_id is not None
     assert fake.wallets["rich"].status == "active"
 
 
@@ -515,14 +515,14 @@ async def test_request_status_reports_a_failed_operation(
         await client.wallets.block("gone", "x", request_id=request_id)
     status = await client.wallets.request_status(request_id)
     assert status.request_status is RequestStatus.ERROR
-    assert status.error_code == "1007"
+    assert status.error_code == 1007
 
 
 async def test_request_status_of_an_unknown_request_raises_1006(client: FreedomPayClient) -> None:
     request_id = uuid4()
     with pytest.raises(RequestNotFoundError) as caught:
         await client.wallets.request_status(request_id)
-    assert caught.value.error_code == "1006" and caught.value.request_id == request_id
+    assert caught.value.error_code == 1006 and caught.value.request_id == request_id
     assert caught.value.endpoint == "request_status"
 
 

@@ -154,7 +154,7 @@ async def test_upstream_failures_are_502(
             fake.clear_faults()
             assert status == 502, failure
             assert body["error"] == "upstream_error", failure
-            assert body["error_code"] == ("1001" if failure == "api error 1001" else None)
+            assert body["error_code"] == (1001 if failure == "api error 1001" else None)
             assert set(body) == {"error", "message", "error_code", "request_status"}
             assert "busy" not in body["message"]  # the upstream reply stays in the logs
             assert fake.stats.by_path == {INFO_PATH: 1}, failure
@@ -275,7 +275,7 @@ def test_both_apps_map_every_error_alike() -> None:
         status, body = fastapi_app.error_reply(error)
         assert (status, body) == aiohttp_app.error_reply(error)
         assert status in (404, 502, 503, 504)
-        assert body["error_code"] == "1004"
+        assert body["error_code"] == 1004
         assert body["request_status"] == "error"
     assert fastapi_app.error_reply(ClientClosedError("closed"))[0] == 503
     assert fastapi_app.error_reply(ValueError("identifier must not be empty")) == (

@@ -171,7 +171,7 @@ async def test_failures_are_answered_with_their_typed_error_not_requeued() -> No
     assert answers[ok.message_id].balance == fake.wallets["user-1"].balance
     assert (answers[missing.message_id].error, answers[missing.message_id].error_code) == (
         "WalletNotFoundError",
-        "1004",
+        1004,
     )
     assert (answers[refused.message_id].error, answers[refused.message_id].error_code) == (
         "ValueError",

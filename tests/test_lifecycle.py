@@ -129,7 +129,7 @@ async def test_a_deferred_operation_that_fails_raises_its_own_error_from_wait(
     assert pending.request_status is RequestStatus.PROCESSING and pending.request_id
     with pytest.raises(WalletCloseError) as caught:
         await client.wallets.wait(pending.request_id, timeout=5, **FAST)
-    assert caught.value.error_code == "1005"
+    assert caught.value.error_code == 1005
     assert caught.value.request_id == pending.request_id
     assert caught.value.request_status is RequestStatus.ERROR
     assert str(pending.request_id) in str(caught.value)
@@ -221,7 +221,7 @@ async def test_wait_on_an_unknown_request_raises_1006(client: FreedomPayClient) 
     [
         # The Card API spelling, and an unknown state in between: both keep it polling.
         ([{"request_status": "process"}, {"request_status": "queued"}], 3),
-        ([{"request_status": 1}, {}], 3),  # a reply without request_status is not final
+        ([{"request_status": 1}, {"request_status": ""}], 3),  # a blank state is not final
     ],
 )
 async def test_wait_polls_through_any_non_final_state(
@@ -230,9 +230,10 @@ async def test_wait_polls_through_any_non_final_state(
     replies: list[dict[str, Any]],
     expected_polls: int,
 ) -> None:
+    dt = "2026-01-01T00:00:00Z"
     for reply in replies:
-        fake.respond_with(REQUEST_STATUS.path, {"status": "ok", **reply})
-    fake.respond_with(REQUEST_STATUS.path, {"status": "ok", "request_status": "success"})
+        fake.respond_with(REQUEST_STATUS.path, {"status": "ok", "dt": dt, **reply})
+    fake.respond_with(REQUEST_STATUS.path, {"status": "ok", "request_status": "success", "dt": dt})
     final = await client.wallets.wait(uuid4(), timeout=5, **FAST)
     assert final.request_status is RequestStatus.SUCCESS
     assert fake.stats.by_path[REQUEST_STATUS.path] == expected_polls

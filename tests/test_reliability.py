@@ -177,7 +177,9 @@ async def test_per_call_options_through_with_options(fake: FakeFreedomPay) -> No
 
 async def test_stalls_become_request_timeout_errors(fake: FakeFreedomPay) -> None:
     fake.inject_faults(Faults(stall_rate=1.0, stall_seconds=30))
-    async with fake.client(timeout=0.2, retry=FAST) as client:
+    # A per-attempt read limit and no total: each stalled attempt times out and is retried.
+    # (A total is the call's deadline, retries included: see test_hostile.py.)
+    async with fake.client(timeout=Timeout(total=None, read=0.2), retry=FAST) as client:
         with pytest.raises(RequestTimeoutError) as caught:
             await client.wallets.info("user-1")
     assert isinstance(caught.value, TimeoutError)

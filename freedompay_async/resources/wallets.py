@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from .._client import FreedomPayClient
 
 __all__ = ["Wallets", "check_identifier"]
+
+logger = logging.getLogger("freedompay_async")
 
 MutationT = TypeVar("MutationT", bound=MutationResult)
 RetireT = TypeVar("RetireT", bound=BlockRequest)  # Block's body, or Close's (the same shape)
@@ -406,12 +409,10 @@ class Wallets:
             endpoint, request, identifier=identifier, request_id=request_id, timeout=timeout
         )
         state = result.request_status
-        if not wait or state is None or state.is_final:
+        if not wait or state.is_final:
             return result
         final = await self.wait(request_id, timeout=wait_timeout)
-        changes: dict[str, Any] = {"request_status_raw": final.request_status_raw}
-        if final.dt is not None:
-            changes["dt"] = final.dt
+        changes: dict[str, Any] = {"request_status_raw": final.request_status_raw, "dt": final.dt}
         if isinstance(result, WalletAdded) and final.wallet is not None:
             changes["wallet"] = final.wallet
         return msgspec.structs.replace(result, **changes)
@@ -446,7 +447,9 @@ class Wallets:
 
         Args:
             identifiers: partner-side wallet identifiers.
-            concurrency: requests in flight at most.
+            concurrency: requests in flight at most; capped at the connection pool size
+                (``max_connections``), with one WARNING log line, since a request queued for a
+                socket would spend its time limits waiting.
             rate_limit: requests started per second at most (``None``: no limit).
             ordered: yield in input order (holding at most ``2 * concurrency`` results back).
             on_progress: called with the live :class:`~freedompay_async.batch.BatchStats`
@@ -459,6 +462,7 @@ class Wallets:
         :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
         """
         Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
+        concurrency = _within_pool(concurrency, self._client._transport.pool_size)
         request = self._client._request
         endpoint = _protocol.INFO
 
@@ -490,11 +494,30 @@ class Wallets:
         )
 
 
+def _within_pool(concurrency: int, pool: int | None) -> int:
+    """``concurrency``, capped at the connection pool: a request beyond the pool would only wait
+    for a socket, with its time limits running (so a slow server would turn the wait into
+    timeouts), and hold a task and its memory meanwhile. Said once, in a WARNING line."""
+    if (
+        pool is None
+        or isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or concurrency <= pool
+    ):
+        return concurrency  # amap checks the value itself
+    logger.warning(
+        "info_many: concurrency=%d capped at the connection pool size %d (max_connections)",
+        concurrency,
+        pool,
+        extra={"concurrency": concurrency, "pool_size": pool},
+    )
+    return pool
+
+
 async def _refuse(error: FreedomPayError, cause: Exception) -> WalletInfo:
     """An awaitable that fails with ``error`` (caused by ``cause``) when the batch awaits it."""
     raise error from cause
 
 
 def _finished(result: RequestStatusResult) -> bool:
-    state = result.request_status
-    return state is not None and state.is_final
+    return result.request_status.is_final

@@ -4,6 +4,9 @@
 >>> async with FakeFreedomPay(wallets=100) as fake:  # doctest: +SKIP
 ...     async with fake.client() as client:
 ...         info = await client.wallets.info("user-42")
+
+With pytest, the ``fake_freedompay`` and ``freedompay_client`` fixtures of the bundled plugin
+(:mod:`freedompay_async.testing.pytest_plugin`, registered by the package) do this per test.
 """
 
 from ._faults import Faults

@@ -13,18 +13,21 @@ import dataclasses
 import functools
 import ssl as ssl_module
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
-from .. import _protocol
+from .. import _config, _protocol
 from .._client import FreedomPayClient
+from .._config import Timeout
 from .._jws import SignatureError, verify
+from .._retry import RetryPolicy
 from ._faults import FaultInjector, Faults
 from ._state import (
     FakeLedger,
@@ -285,12 +288,46 @@ class FakeFreedomPay:
         """Remove every injected fault (counts in ``stats.faults`` are kept)."""
         self._faults.clear()
 
-    def client(self, **options: Any) -> FreedomPayClient:
-        """A :class:`FreedomPayClient` pointed at this server with its credentials."""
-        options.setdefault("auth_id", self.auth_id)
-        options.setdefault("secret_key", self.secret_key)
-        options.setdefault("base_url", self.url)
-        return FreedomPayClient(**options)
+    def client(
+        self,
+        *,
+        auth_id: str | None = None,
+        secret_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        max_connections: int = _config.DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_host: int = _config.DEFAULT_MAX_CONNECTIONS_PER_HOST,
+        user_agent: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        algorithm: str = "HS256",
+        max_response_bytes: int = _config.DEFAULT_MAX_RESPONSE_BYTES,
+        ssl: ssl_module.SSLContext | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+    ) -> FreedomPayClient:
+        """A :class:`FreedomPayClient` pointed at this server with its credentials.
+
+        Takes :class:`FreedomPayClient`'s own keyword arguments (``region`` aside: the URL is
+        this server's), so a misspelt option is a type error and a ``TypeError``;
+        ``auth_id`` / ``secret_key`` / ``base_url`` default to this server's.
+        """
+        return FreedomPayClient(
+            self.auth_id if auth_id is None else auth_id,
+            self.secret_key if secret_key is None else secret_key,
+            base_url=self.url if base_url is None else base_url,
+            timeout=timeout,
+            retry=retry,
+            max_retries=max_retries,
+            max_connections=max_connections,
+            max_connections_per_host=max_connections_per_host,
+            user_agent=user_agent,
+            session=session,
+            algorithm=algorithm,
+            max_response_bytes=max_response_bytes,
+            ssl=ssl,
+            trace_configs=trace_configs,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
