@@ -473,6 +473,17 @@ def test_cli_distributed_usage_errors(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "--redis-timeout goes with --distributed" in capsys.readouterr().err
 
 
+@pytest.fixture
+def root_log_level() -> Iterator[None]:
+    """``cli.main`` sets the root logger's level, as a command should: put it back after (a
+    later test's caplog would miss warnings)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_log_level")
 def test_cli_unreachable_redis_is_a_clear_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
