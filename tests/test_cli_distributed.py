@@ -106,6 +106,9 @@ async def worker(redis_url: str, namespace: str) -> AsyncIterator[tuple[FakeFree
             "--log-level", "error", env=environment(fake),
         )  # fmt: skip
         try:
+            async with asyncio.timeout(20):  # the worker's credential check: one request
+                while not fake.stats.requests:
+                    await asyncio.sleep(0.01)
             yield fake, ["--distributed", *queue, "--shard-size", "20"]
         finally:
             if process.returncode is None:
@@ -163,7 +166,7 @@ async def test_existing_output_is_refused_untouched_with_distributed(
     assert producer.returncode == cli.EXIT_USAGE, err.decode()
     assert b"--resume" in err
     assert out.read_bytes() == b'{"identifier":"earlier"}\n'
-    assert fake.stats.requests == 0
+    assert fake.stats.requests == 1  # the worker's credential check, no lookup
 
 
 async def test_producer_sigkilled_then_resumed_has_every_id_once(

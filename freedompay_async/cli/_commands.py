@@ -58,7 +58,7 @@ def info_command(args: argparse.Namespace) -> int:
 def poll_command(args: argparse.Namespace) -> int:
     if args.distributed is not None:
         return poll_distributed(args)
-    for option in ("shard_size", "window", "run_id", "namespace"):
+    for option in ("shard_size", "window", "run_id", "namespace", "redis_timeout"):
         if getattr(args, option) is not None:
             raise UsageError(f"--{option.replace('_', '-')} goes with --distributed")
     client = client_from(args)

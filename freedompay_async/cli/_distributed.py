@@ -12,8 +12,9 @@ from types import ModuleType
 from typing import Any
 
 from ..batch import DEFAULT_CONCURRENCY
+from ..errors import AuthenticationError
 from ._connection import client_from
-from ._exit import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_OK, UsageError, say
+from ._exit import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, say
 from ._poll import Report, RowSource, drain
 from ._progress import Progress, Tally, progress_stream
 from ._session import configure_logging, poll_files
@@ -56,7 +57,6 @@ def poll_distributed(args: argparse.Namespace) -> int:
         raise UsageError("--ordered cannot be kept with --distributed: rows come shard by shard")
     distributed = _distributed()
     from redis.exceptions import RedisError
-    from taskiq.exceptions import SendTaskError
 
     config = _queue_config(args, args.distributed)
     shard_size = args.shard_size or distributed.DEFAULT_SHARD_SIZE
@@ -66,7 +66,14 @@ def poll_distributed(args: argparse.Namespace) -> int:
         identifiers = ids.identifiers()
 
         async def run() -> int:
-            producer = distributed.Producer(config)
+            producer = distributed.Producer(
+                config,
+                redis_timeout=(
+                    distributed.DEFAULT_REDIS_TIMEOUT
+                    if args.redis_timeout is None
+                    else args.redis_timeout
+                ),
+            )
 
             def rows(progress: Progress) -> RowSource:
                 run: RowSource = producer.poll(
@@ -95,7 +102,11 @@ def poll_distributed(args: argparse.Namespace) -> int:
                 max_errors=args.max_errors,
             )
             return await drain(
-                producer, rows, identifiers, report, errors=(RedisError, SendTaskError)
+                producer,
+                rows,
+                identifiers,
+                report,
+                errors=(RedisError, distributed.NoWorkerCanAuthenticateError),
             )
 
         try:
@@ -116,7 +127,6 @@ def worker_command(args: argparse.Namespace) -> int:
             level=args.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        logging.getLogger("taskiq").setLevel(max(logging.WARNING, logging.getLogger().level))
         logging.getLogger("freedompay_async").setLevel(max(logging.INFO, logging.getLogger().level))
 
     async def work() -> Any:
@@ -149,6 +159,7 @@ def worker_command(args: argparse.Namespace) -> int:
                 grace=args.grace,
                 stop=stop,
                 name=args.name,
+                redis_timeout=args.redis_timeout,
             )
         finally:
             for sig in handled:
@@ -162,6 +173,9 @@ def worker_command(args: argparse.Namespace) -> int:
     except RedisError as exc:
         say(f"error: Redis at {config!r}: {type(exc).__name__}: {exc}")
         return EXIT_ABORTED
+    except AuthenticationError as exc:  # at start, or a shard met it: the credentials are bad
+        say(f"error: {exc.message}. Check the auth id and secret key.")
+        return EXIT_USAGE
     say(
         f"worker stopped: {stats.shards:,} shards ({stats.lookups:,} lookups) polled, "
         f"{stats.skipped:,} skipped, {stats.handed_back:,} handed back"

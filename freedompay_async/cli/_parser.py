@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=_positive_int, help="shards queued or running at once (default: 64)"
     )
     group.add_argument("--run-id", help="name of the run's Redis keys (default: random)")
+    group.add_argument(
+        "--redis-timeout",
+        type=_non_negative_float,
+        default=None,
+        help="seconds of Redis outage waited out before giving up (default: 60)",
+    )
     poll_parser.set_defaults(command_parser=poll_parser, handler=poll_command)
 
     worker = commands.add_parser(
@@ -209,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds in-flight shards get to finish when stopping (default: 30)",
     )
     group.add_argument("--name", help="consumer name in Redis (default: host-pid-random)")
+    group.add_argument(
+        "--redis-timeout",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds of Redis outage waited out before giving up (default: 60)",
+    )
     group.add_argument(
         "--log-level",
         default="info",

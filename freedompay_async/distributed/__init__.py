@@ -1,6 +1,6 @@
-"""Poll more wallets than one machine can: shards on a Redis-backed taskiq queue.
+"""Poll more wallets than one machine can: shards on a Redis stream.
 
-Needs the ``redis`` extra: ``pip install "freedompay-async[redis]"`` (taskiq, taskiq-redis).
+Needs the ``redis`` extra: ``pip install "freedompay-async[redis]"`` (redis-py).
 
 ::
 
@@ -35,8 +35,6 @@ from __future__ import annotations
 
 try:
     import redis as _redis  # noqa: F401
-    import taskiq as _taskiq  # noqa: F401
-    import taskiq_redis as _taskiq_redis  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         'freedompay_async.distributed needs the redis extra: pip install "freedompay-async[redis]"'
@@ -44,21 +42,35 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._rows import Row
 from ._keys import DEFAULT_LEASE, DEFAULT_NAMESPACE, QueueConfig
-from ._producer import DEFAULT_SHARD_SIZE, DEFAULT_WINDOW, Producer, Run, RunStats
-from ._worker import DEFAULT_GRACE, TASK_NAME, WorkerStats, run_worker
+from ._patience import DEFAULT_REDIS_TIMEOUT, RedisUnavailableError
+from ._producer import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_SHARD_SIZE,
+    DEFAULT_WINDOW,
+    NoWorkerCanAuthenticateError,
+    Producer,
+    Run,
+    RunStats,
+)
+from ._worker import DEFAULT_GRACE, TASK_NAME, WorkerAuthenticationError, WorkerStats, run_worker
 
 __all__ = [
     "DEFAULT_GRACE",
+    "DEFAULT_HEARTBEAT",
     "DEFAULT_LEASE",
     "DEFAULT_NAMESPACE",
+    "DEFAULT_REDIS_TIMEOUT",
     "DEFAULT_SHARD_SIZE",
     "DEFAULT_WINDOW",
+    "NoWorkerCanAuthenticateError",
     "TASK_NAME",
     "Producer",
     "QueueConfig",
+    "RedisUnavailableError",
     "Row",
     "Run",
     "RunStats",
+    "WorkerAuthenticationError",
     "WorkerStats",
     "run_worker",
 ]

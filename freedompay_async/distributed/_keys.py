@@ -2,11 +2,14 @@
 
 One place for key names, so that a deployment can read (or clean) them by hand::
 
-    {namespace}:shards                 stream: shard messages (taskiq), consumer group {namespace}:workers
-    {namespace}:run:{run}              hash: the run is live (created by the producer, with a TTL)
+    {namespace}:shards                 stream: shard messages, consumer group {namespace}:workers
+    {namespace}:workers                sorted set: live workers, scored by when they count as gone
+    {namespace}:run:{run}              string: the run is live; expires when its producer has been
+                                       silent for 3 heartbeats (value: the TTL of the keys below, ms)
     {namespace}:run:{run}:results      stream: one entry per finished shard (its rows)
     {namespace}:run:{run}:done         hash: shard -> "ok failed", written once, with the results
     {namespace}:run:{run}:attempts     hash: shard -> times a worker started it
+    {namespace}:run:{run}:auth         hash: worker -> why it cannot authenticate
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ class Keys:
     def group(self) -> str:
         return f"{self.namespace}:workers"
 
+    @property
+    def workers(self) -> str:
+        return f"{self.namespace}:workers"
+
     def run(self, run: str) -> str:
         return f"{self.namespace}:run:{run}"
 
@@ -91,9 +98,18 @@ class Keys:
     def attempts(self, run: str) -> str:
         return f"{self.namespace}:run:{run}:attempts"
 
-    def of_run(self, run: str) -> tuple[str, str, str, str]:
-        """Every key of one run (for expiry and clean-up)."""
-        return (self.run(run), self.results(run), self.done(run), self.attempts(run))
+    def auth(self, run: str) -> str:
+        return f"{self.namespace}:run:{run}:auth"
+
+    def of_run(self, run: str) -> tuple[str, str, str, str, str]:
+        """Every key of one run (for expiry and clean-up), the run's own key first."""
+        return (
+            self.run(run),
+            self.results(run),
+            self.done(run),
+            self.attempts(run),
+            self.auth(run),
+        )
 
 
 def check_run_id(run: str) -> str:

@@ -10,22 +10,24 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from anyio.abc import TaskGroup
-from taskiq.kicker import AsyncKicker
+from redis.asyncio import Redis
 
 from .._rows import Row
 from .._validate import check_int
-from ._broker import ShardBroker
+from ..errors import AuthenticationError
 from ._keys import QueueConfig, check_run_id, redact_url
+from ._patience import DEFAULT_REDIS_TIMEOUT, Patience, check_redis_timeout
+from ._queue import ShardMessage, ShardQueue
 from ._sink import RunStore, ShardRows
-from ._worker import TASK_NAME
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
     "DEFAULT_WINDOW",
+    "NoWorkerCanAuthenticateError",
     "Producer",
     "Run",
     "RunStats",
@@ -41,10 +43,27 @@ DEFAULT_SHARD_SIZE: Final = 1000
 DEFAULT_WINDOW: Final = 64
 #: Seconds the keys of a run live after the producer last touched them.
 DEFAULT_RUN_TTL: Final = 600.0
+#: Seconds between the producer's heartbeats, unless ``heartbeat=``: workers drop the shards
+#: of a run whose producer has been silent for 3 heartbeats.
+DEFAULT_HEARTBEAT: Final = 5.0
+#: Seconds between looks at which workers could not authenticate (when no shard comes back).
+_AUTH_CHECK: Final = 1.0
 #: Longest the producer blocks on Redis waiting for a result (also its progress tick).
 _READ_BLOCK: Final = 0.2
 #: Say so when no shard has finished for this long (are any workers running?).
 _STALL_WARNING: Final = 30.0
+
+
+class NoWorkerCanAuthenticateError(AuthenticationError):
+    """Every live worker had its credentials refused: the run cannot progress."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.workers = sorted(failures)
+        names = ", ".join(self.workers)
+        super().__init__(
+            f"no worker can authenticate; the API refused the credentials of: {names}",
+            http_status=401,
+        )
 
 
 class RunStats:
@@ -122,13 +141,16 @@ class Producer:
     One producer can run several polls, one after the other or at once.
     """
 
-    def __init__(self, config: QueueConfig) -> None:
+    def __init__(
+        self, config: QueueConfig, *, redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    ) -> None:
         if not isinstance(config, QueueConfig):
             raise TypeError("config must be a QueueConfig")
         self.config = config
-        self._broker = ShardBroker(config)
-        self._store = RunStore(self._broker.redis, config.keys)
-        self._kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self._broker, {})
+        self._redis = Redis.from_url(config.url)
+        self._queue = ShardQueue(self._redis, config.keys)
+        self._store = RunStore(self._redis, config.keys)
+        self._patience = Patience(check_redis_timeout(redis_timeout), "producer")
         self._started = False
         self._closed = False
 
@@ -136,7 +158,7 @@ class Producer:
         if self._closed:
             raise RuntimeError("this Producer is closed")
         if not self._started:
-            await self._broker.startup()  # creates the stream and its consumer group
+            await self._patience.call(self._queue.ensure_group)
             self._started = True
         return self
 
@@ -153,7 +175,8 @@ class Producer:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            await self._broker.shutdown()
+            await self._patience.drain()
+            await self._redis.aclose()
 
     def poll(
         self,
@@ -163,6 +186,7 @@ class Producer:
         window: int = DEFAULT_WINDOW,
         run_id: str | None = None,
         ttl: float = DEFAULT_RUN_TTL,
+        heartbeat: float = DEFAULT_HEARTBEAT,
         on_progress: Callable[[RunStats], object] | None = None,
     ) -> Run:
         """A run over ``identifiers``: enter it, then iterate it for one :class:`Row` per id.
@@ -174,16 +198,26 @@ class Producer:
             window: shards queued or running at once; the producer reads ahead no further.
             run_id: a name for the run's Redis keys (default: random).
             ttl: seconds the run's keys outlive a producer that stopped touching them.
+            heartbeat: seconds between the producer's signs of life; workers drop the
+                shards of a run whose producer has been silent for 3 of them.
             on_progress: called with the live :class:`RunStats` as shards come back.
         """
         check_int(shard_size, "shard_size", 1, 100_000)
         check_int(window, "window", 1, 100_000)
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 604_800:
             raise ValueError("ttl must be between 10 seconds and a week")
+        if (
+            isinstance(heartbeat, bool)
+            or not isinstance(heartbeat, (int, float))
+            or not 0.1 <= heartbeat <= ttl / 3
+        ):
+            raise ValueError("heartbeat must be between 0.1 seconds and a third of ttl")
         run = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex[:16]
         if self._closed:
             raise RuntimeError("this Producer is closed")
-        return Run(self, identifiers, run, shard_size, window, float(ttl), on_progress)
+        return Run(
+            self, identifiers, run, shard_size, window, float(ttl), float(heartbeat), on_progress
+        )
 
     def __repr__(self) -> str:
         return f"<Producer {redact_url(self.config.url)} namespace={self.config.namespace!r}>"
@@ -207,10 +241,19 @@ class Run:
         shard_size: int,
         window: int,
         ttl: float,
+        heartbeat: float,
         on_progress: Callable[[RunStats], object] | None,
     ) -> None:
         self._producer = producer
         self._store = producer._store
+        self._queue_ = producer._queue
+        self._patience = producer._patience
+        self._heartbeat = heartbeat
+        self._beating = anyio.Lock()
+        #: Shards queued and not received yet: queued again if Redis loses them.
+        self._outstanding: dict[int, list[str]] = {}
+        self._auth_seen_at = 0.0
+        self._auth_strikes = 0
         self._identifiers = identifiers
         self.run_id = run_id
         self._shard_size = shard_size
@@ -233,7 +276,9 @@ class Run:
         if self._entered:
             raise RuntimeError("a Run can be entered once")
         self._entered = True
-        await self._store.open(self.run_id, ttl=self._ttl)
+        await self._patience.call(
+            lambda: self._store.open(self.run_id, ttl=self._ttl, heartbeat=self._heartbeat)
+        )
         group = anyio.create_task_group()
         await group.__aenter__()
         self._group = group
@@ -281,7 +326,7 @@ class Run:
     async def _finish(self) -> None:
         self._finished = True
         stats = self.stats
-        attempts = await self._store.attempts(self.run_id)
+        attempts = await self._patience.call(lambda: self._store.attempts(self.run_id))
         stats.redelivered = sum(max(0, count - 1) for count in attempts.values())
         stats._stopped = perf_counter()
         self._progress()
@@ -290,9 +335,16 @@ class Run:
             raise self._input_error
 
     async def _collect(self) -> None:
-        shards = await self._store.read(self.run_id, self._after, block=_READ_BLOCK)
+        outages = self._patience.outages
+        after = self._after
+        shards = await self._patience.call(
+            lambda: self._store.read(self.run_id, after, block=_READ_BLOCK)
+        )
+        if self._patience.outages != outages:  # Redis was away: did it lose the run?
+            await self._beat()
         now = perf_counter()
         if not shards:
+            await self._check_workers(now)
             if not self._warned and now - self._last_result > _STALL_WARNING and self.stats.shards:
                 self._warned = True
                 log.warning(
@@ -307,14 +359,31 @@ class Run:
         for shard in shards:
             self._take(shard)
         self._after = shards[-1].entry_id
-        await self._store.forget(self.run_id, *(shard.entry_id for shard in shards))
+        entry_ids = [shard.entry_id for shard in shards]
+        await self._patience.call(lambda: self._store.forget(self.run_id, *entry_ids))
         self._progress()
 
+    async def _check_workers(self, now: float) -> None:
+        """Stop the run when workers failed to authenticate and no other worker is alive."""
+        if now - self._auth_seen_at < _AUTH_CHECK:
+            return
+        self._auth_seen_at = now
+        store = self._store
+        failures = await self._patience.call(lambda: store.auth_failures(self.run_id))
+        if not failures:
+            self._auth_strikes = 0
+            return
+        healthy = set(await self._patience.call(store.alive)).difference(failures)
+        self._auth_strikes = 0 if healthy else self._auth_strikes + 1
+        if self._auth_strikes >= 2:  # twice in a row, a second apart
+            raise NoWorkerCanAuthenticateError(failures)
+
     def _take(self, shard: ShardRows) -> None:
-        if shard.shard in self._seen:  # cannot happen (the sink stores a shard once): be safe
-            log.error("run %s: shard %d came back twice; ignored", self.run_id, shard.shard)
+        if shard.shard in self._seen:  # read again after Redis came back: seen already
+            log.debug("run %s: shard %d came back twice; ignored", self.run_id, shard.shard)
             return
         self._seen.add(shard.shard)
+        self._outstanding.pop(shard.shard, None)
         self._slots.release()
         stats = self.stats
         stats.shards_done += 1
@@ -355,17 +424,44 @@ class Run:
     async def _queue(self, ids: list[str]) -> None:
         await self._slots.acquire()
         stats = self.stats
-        await self._producer._kicker.kiq(self.run_id, stats.shards, ids)
+        message = ShardMessage(self.run_id, stats.shards, ids)
+        self._outstanding[message.shard] = ids
+        await self._patience.call(lambda: self._queue_.add(message))
         stats.shards += 1
         stats.ids += len(ids)
 
     async def _keep_alive(self) -> None:
         while True:
-            await anyio.sleep(self._ttl / 3)
+            await anyio.sleep(self._heartbeat)
             try:
-                await self._store.keep_alive(self.run_id, ttl=self._ttl)
-            except Exception as exc:  # Redis away for a moment: the next tick tries again
-                log.warning("run %s: could not extend its keys: %s", self.run_id, exc)
+                await self._beat()
+            except Exception as exc:  # Redis away too long: the reads say so
+                log.warning("run %s: no heartbeat: %s", self.run_id, exc)
+
+    async def _beat(self) -> None:
+        """Say the run is alive; if Redis lost it (restarted without its data, or this
+        producer was silent for 3 heartbeats), queue again every shard not received."""
+        async with self._beating:
+            alive = await self._patience.call(
+                lambda: self._store.heartbeat(self.run_id, ttl=self._ttl, heartbeat=self._heartbeat)
+            )
+            if alive:
+                return
+            lost = sorted(self._outstanding.items())
+            log.warning(
+                "run %s: Redis lost the run (restarted without persistence?); "
+                "queueing its %d outstanding shard(s) again",
+                self.run_id,
+                len(lost),
+            )
+            await self._patience.call(self._queue_.ensure_group)
+            self._after = b"0"
+            for shard, ids in lost:
+                if shard in self._outstanding:
+                    await self._requeue(ShardMessage(self.run_id, shard, ids))
+
+    async def _requeue(self, message: ShardMessage) -> None:
+        await self._patience.call(lambda: self._queue_.add(message))
 
 
 async def _aiter(items: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:

@@ -38,25 +38,45 @@ BEGIN_DONE: Final = -1
 #: :meth:`RunStore.begin`: the run is over (finished, stopped or expired); drop the shard.
 BEGIN_GONE: Final = -2
 
+# The run's key holds the TTL (ms) of its other keys; it is missing once the run is over
+# (finished, stopped, or its producer silent for 3 heartbeats).
 _BEGIN: Final = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+local ttl = redis.call('GET', KEYS[1])
+if not ttl then return -2 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
 local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+redis.call('PEXPIRE', KEYS[3], ttl)
 return n
 """
 
 _STORE: Final = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+local ttl = redis.call('GET', KEYS[1])
+if not ttl then return -2 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3]) == 0 then return -1 end
 redis.call('XADD', KEYS[3], '*', 'shard', ARGV[1], 'ok', ARGV[2], 'failed', ARGV[3], 'rows', ARGV[4])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
-end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
 return 1
+"""
+
+# The producer's heartbeat: the run's key lives 3 heartbeats more, the others ttl more. 0 if
+# the run's key was gone (Redis lost its data, or the producer was silent too long): it is
+# created again, and the producer queues again what it has not received.
+_HEARTBEAT: Final = """
+local alive = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'PX', ARGV[1])
+for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+if alive then return 1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+return 0
+"""
+
+# A worker says it is alive for ARGV[2] ms more; the ones past their time are dropped.
+_ALIVE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[1] ~= '' then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) end
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 _rows_encoder = msgspec.json.Encoder(decimal_format="string")
@@ -119,19 +139,38 @@ class RunStore:
 
     # -- producer ---------------------------------------------------------------------------
 
-    async def open(self, run: str, *, ttl: float) -> None:
+    async def open(self, run: str, *, ttl: float, heartbeat: float) -> None:
         keys = self._keys
-        created = await self._redis.set(keys.run(run), b"live", nx=True, px=_ms(ttl))
+        created = await self._redis.set(keys.run(run), _ms(ttl), nx=True, px=_ms(3 * heartbeat))
         if not created:
             raise ValueError(f"run id {run!r} is already in use")
 
-    async def keep_alive(self, run: str, *, ttl: float) -> None:
-        """Push the expiry of every key of ``run`` ``ttl`` seconds ahead (the producer is
-        alive; a run whose producer died expires, and its queued shards are dropped)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in self._keys.of_run(run):
-                pipe.pexpire(key, _ms(ttl))
+    async def heartbeat(self, run: str, *, ttl: float, heartbeat: float) -> bool:
+        """The producer is alive: ``run``'s key lives 3 heartbeats more, its other keys
+        ``ttl`` seconds more. False if the run's key had been lost (it is created again)."""
+        alive = await self._redis.eval(
+            _HEARTBEAT, 5, *self._keys.of_run(run), _ms(3 * heartbeat), _ms(ttl)
+        )
+        return bool(alive)
+
+    async def cannot_authenticate(self, run: str, worker: str, why: str) -> None:
+        """Worker ``worker`` met an authentication error in a shard of ``run``."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.auth(run), worker, why)
+            pipe.pexpire(self._keys.auth(run), 86_400_000)
             await pipe.execute()
+
+    async def auth_failures(self, run: str) -> dict[str, str]:
+        raw = await self._redis.hgetall(self._keys.auth(run))
+        return {_text(name): _text(why) for name, why in raw.items()}
+
+    async def alive(self, worker: str = "", *, lease: float = 0.0) -> list[str]:
+        """The live workers (after saying ``worker`` is alive for 3 ``lease`` more)."""
+        names = await self._redis.eval(_ALIVE, 1, self._keys.workers, worker, _ms(3 * lease))
+        return [_text(name) for name in names]
+
+    async def gone(self, worker: str) -> None:
+        await self._redis.zrem(self._keys.workers, worker)
 
     async def read(self, run: str, after: bytes, *, block: float) -> list[ShardRows]:
         """Shards stored after entry ``after`` (``b"0"``: from the start), waiting up to
@@ -162,6 +201,10 @@ class RunStore:
     async def close_run(self, run: str) -> None:
         """Delete every key of ``run``: shards of it still queued are dropped by the workers."""
         await self._redis.delete(*self._keys.of_run(run))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _ms(seconds: float) -> int:

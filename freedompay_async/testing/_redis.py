@@ -17,16 +17,18 @@ _START_TIMEOUT: Final = 10.0
 
 
 class RedisServer:
-    """Start ``redis-server`` (the Debian package ``redis-server``) on ``127.0.0.1``, no
-    persistence, in a temporary directory; stop it on exit::
+    """Start ``redis-server`` (the Debian package ``redis-server``) on ``127.0.0.1``, in a
+    temporary directory; stop it on exit::
 
         with RedisServer() as redis:
             config = QueueConfig(redis.url)
 
-    Raises ``FileNotFoundError`` if ``redis-server`` is not installed.
+    No persistence unless ``appendonly=True`` (an append-only file, kept across
+    :meth:`restart`). Raises ``FileNotFoundError`` if ``redis-server`` is not installed.
     """
 
-    def __init__(self, executable: str | None = None) -> None:
+    def __init__(self, executable: str | None = None, *, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
         found = executable or shutil.which("redis-server")
         if found is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
@@ -53,21 +55,31 @@ class RedisServer:
     ) -> None:
         self.stop()
 
-    def restart(self) -> None:
-        """Stop the server and start a fresh, empty one on the same port (to test clients
+    def restart(self, *, down: float = 0.0) -> None:
+        """Stop the server (SIGTERM), wait ``down`` seconds and start it again on the same
+        port: empty, or from its append-only file with ``appendonly=True`` (to test clients
         that must survive a Redis restart)."""
         port = self.port
-        self.stop()
+        if self.appendonly:
+            self._terminate()
+        else:
+            self.stop()
+        time.sleep(down)
         self.start(port=port)
 
     def start(self, *, port: int | None = None) -> None:
         if self._process is not None:
             raise RuntimeError("already running")
-        self._dir = tempfile.TemporaryDirectory(prefix="freedompay-redis-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="freedompay-redis-")
         for _attempt in range(5):  # the free port may be taken between probe and bind
             self.port = port or _free_port()
             options = {"bind": "127.0.0.1", "port": str(self.port), "save": ""}
-            options.update(appendonly="no", dir=self._dir.name, loglevel="warning")
+            options.update(
+                appendonly="yes" if self.appendonly else "no",
+                dir=self._dir.name,
+                loglevel="warning",
+            )
             argv = [self.executable]
             for name, value in options.items():
                 argv += [f"--{name}", value]
