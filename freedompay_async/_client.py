@@ -17,7 +17,7 @@ from uuid import UUID
 import aiohttp
 from yarl import URL
 
-from . import _config
+from . import _config, _pacing
 from ._config import Timeout
 from ._jws import ALGORITHMS, Signer
 from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
@@ -227,9 +227,12 @@ class FreedomPayClient:
         send = self._transport.send
         path = endpoint.path
         started = time.perf_counter()
+        pacing = _pacing.current.get()  # set inside a batch: its brake, retry budget and limit
         attempt = 0
         while True:
             attempt += 1
+            if pacing is not None:
+                await pacing.ready()
             retry_after: str | None = None
             try:
                 status, reply, retry_after = await send(path, headers, body, limits)
@@ -245,8 +248,14 @@ class FreedomPayClient:
                 error.identifier = identifier
                 error.request_id = request_id
                 error.attempts = attempt
-                if isinstance(error, APIError) or not options.retry.should_retry(
-                    error, attempt=attempt, read=endpoint.safe_to_retry
+                if pacing is not None:
+                    pacing.failed(error, retry_after, options.retry.max_retry_after)
+                if (
+                    isinstance(error, APIError)
+                    or not options.retry.should_retry(
+                        error, attempt=attempt, read=endpoint.safe_to_retry
+                    )
+                    or (pacing is not None and not pacing.allow_retry())
                 ):
                     if isinstance(error, TransportError) and not endpoint.safe_to_retry:
                         error.message += (

@@ -159,6 +159,14 @@ class AiohttpTransport:
         return self._closed
 
     @property
+    def pool_size(self) -> int:
+        """Connections the pool opens at most (a borrowed session's own limit; 0: none)."""
+        if self._session is not None and not self._owns_session:
+            return self._session.connector.limit if self._session.connector is not None else 0
+        per_host = self._max_connections_per_host
+        return min(self._max_connections, per_host) if per_host else self._max_connections
+
+    @property
     def session(self) -> aiohttp.ClientSession | None:
         """The session in use (``None`` until the first request when we own it)."""
         return self._session
