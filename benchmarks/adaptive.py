@@ -31,7 +31,7 @@ import aiohttp
 
 from freedompay_async import FreedomPayClient
 
-from .common import AUTH_ID, ROOT, SECRET_KEY, child_env, python
+from .common import AUTH_ID, ROOT, SECRET_KEY, BenchError, child_env, python
 from .report import machine_info, now_utc, table
 from .servers import ServerError, spawn, stop
 
@@ -225,7 +225,7 @@ def targets(scenario: Scenario, rows: list[Row]) -> list[list[str]]:
     out = []
     if scenario.key == "capacity" and scenario.ideal:
         share = auto.goodput / scenario.ideal
-        out.append(["(a) auto goodput ≥ 0.9 × capacity", f"{share:.3f}", _yes(share >= 0.9)])
+        out.append(["(a) auto goodput ≥ 0.9 x capacity", f"{share:.3f}", _yes(share >= 0.9)])
         out.append(
             ["(a) auto refused < 2 %", f"{auto.refused_share:.2%}", _yes(auto.refused_share < 0.02)]
         )
@@ -238,7 +238,7 @@ def targets(scenario: Scenario, rows: list[Row]) -> list[list[str]]:
         p99 = auto.p99 or 0.0
         out.append(
             [
-                f"(b) auto p99 ≤ 2 × unloaded ({limit * 1000:g} ms)",
+                f"(b) auto p99 ≤ 2 x unloaded ({limit * 1000:g} ms)",
                 _ms(auto.p99),
                 _yes(p99 <= limit),
             ]
@@ -246,7 +246,7 @@ def targets(scenario: Scenario, rows: list[Row]) -> list[list[str]]:
         share = auto.goodput / best.goodput if best.goodput else 0.0
         out.append(
             [
-                f"(b) auto goodput ≥ 0.9 × best fixed ({best.setting})",
+                f"(b) auto goodput ≥ 0.9 x best fixed ({best.setting})",
                 f"{share:.3f}",
                 _yes(share >= 0.9),
             ]
@@ -255,7 +255,7 @@ def targets(scenario: Scenario, rows: list[Row]) -> list[list[str]]:
         share = auto.goodput / best.goodput if best.goodput else 0.0
         out.append(
             [
-                f"(c) auto goodput ≥ 0.95 × best fixed ({best.setting})",
+                f"(c) auto goodput ≥ 0.95 x best fixed ({best.setting})",
                 f"{share:.3f}",
                 _yes(share >= 0.95),
             ]
@@ -416,3 +416,27 @@ def run(
         write_section(write, markdown)
         print(f"wrote {write}" + (f" and {PLOT_PATH}" if plot else ""), file=log)
     return markdown
+
+
+def smoke(log: IO[str]) -> None:
+    """Half a second of fixed 4 and ``auto`` per server: the harness works (CI).
+
+    Checks results, never speed: every setting got successful lookups, and ``auto`` reported
+    its limit.
+    """
+    print("adaptive smoke: fixed 4 and auto, 0.5 s each per server", file=log, flush=True)
+    for key, scenario in SCENARIOS.items():
+        with AdaptiveServer(scenario.args) as server:
+            for setting in (4, "auto"):
+                row = asyncio.run(run_setting(server.url, setting, 0.5))
+                print(
+                    f"  {key:<10} {row.setting:>5}: {row.ok:,} ok, {row.failed:,} failed, "
+                    f"{row.served + row.refused:,} requests at the server"
+                    + (f", limit {row.limit_end}" if row.limit_end is not None else ""),
+                    file=log,
+                    flush=True,
+                )
+                if row.ok == 0 or row.served == 0:
+                    raise BenchError(f"adaptive smoke: {key} {setting}: no successful lookup")
+                if setting == "auto" and (row.limit_end is None or not row.history):
+                    raise BenchError(f"adaptive smoke: {key}: auto reported no limit")

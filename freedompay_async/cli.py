@@ -32,7 +32,7 @@ import sys
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from types import ModuleType, TracebackType
-from typing import IO, Any, Final, Protocol, TypeVar
+from typing import IO, Any, Final, Literal, Protocol, TypeVar
 
 import anyio
 import msgspec
@@ -341,6 +341,9 @@ class Progress:
         if stats.failed:
             parts.append(f"{stats.failed:,} failed")
         parts.append(f"{rate:,.0f}/s")
+        limit = getattr(stats, "concurrency_limit", None)  # --concurrency auto
+        if limit is not None:
+            parts.append(f"limit {limit}")
         fraction = self._fraction(stats)
         if fraction is not None:
             bar_width = 20
@@ -451,7 +454,7 @@ async def poll(
     identifiers: Iterable[str] | AsyncGenerator[str, None],
     writer: Writer,
     *,
-    concurrency: int,
+    concurrency: int | Literal["auto"],
     rate_limit: float | None,
     ordered: bool,
     fraction: Fraction,
@@ -718,6 +721,8 @@ def _worker_command(args: argparse.Namespace) -> int:
     distributed = _distributed()
     from redis.exceptions import RedisError
 
+    if args.concurrency == "auto":
+        raise UsageError("--concurrency auto goes with poll and demo; give workers a number")
     config = _queue_config(args, args.url)
     client = _client(args)
     if not logging.getLogger().handlers:
@@ -860,6 +865,11 @@ _positive_float = _number(float, zero_ok=False)
 _non_negative_float = _number(float, zero_ok=True)
 
 
+def _concurrency(text: str) -> int | Literal["auto"]:
+    """``--concurrency``: a positive int, or ``auto`` (the limit follows the server)."""
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -893,8 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "-c",
         "--concurrency",
-        type=_positive_int,
-        help=f"requests in flight at most (default: {DEFAULT_CONCURRENCY})",
+        type=_concurrency,
+        help=f"requests in flight at most, or 'auto': a limit that follows the server's pace, "
+        f"up to the pool size (default: {DEFAULT_CONCURRENCY})",
     )
     group.add_argument(
         "-r", "--rate", type=_positive_float, help="requests per second at most (default: no cap)"
