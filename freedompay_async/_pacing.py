@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RETRY_BUDGET", "Brake", "Pacing", "RetryBudget", "current", "is_overload"]
 
 #: Retries allowed, as a share of the requests sent over the budget's window.
-DEFAULT_RETRY_BUDGET: Final = 0.1
+DEFAULT_RETRY_BUDGET: Final = 0.2
 #: Statuses that mean "too much load": they shrink the adaptive limit, and with
 #: ``Retry-After`` they put the brake on.
 OVERLOAD_STATUSES: Final = frozenset({429, 503})
