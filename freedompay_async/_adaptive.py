@@ -7,17 +7,21 @@ after it) and moves its limit with what it measures, round after round (a round 
 - **Slow start.** From ``initial`` (4), the limit doubles each round while latency stays near
   its floor (the lowest round median seen, drifting up slowly so that a server that got slower
   for good is re-learnt).
-- **Growth.** Then it grows by one each round while latency stays within
-  :data:`TOLERANCE` of the floor, or while throughput still grows with it.
-- **Queueing.** When the round's median latency passes :data:`QUEUEING` times the floor and
-  throughput did not grow, the limit is scaled by ``floor / latency`` (the Gradient rule:
-  what the server served without a queue).
-- **Refusals.** On 429, 503 or a timeout (at most once per round trip) the limit drops to
-  what the server delivered (throughput x floor latency, Little's law) or by
-  :data:`BACKOFF`, whichever is lower; that level is remembered as the ceiling. The limit
-  climbs back quickly to just under the ceiling, then holds there for a while before it
-  probes above it again; each refusal at the same ceiling doubles that while (up to
-  :data:`MAX_PROBE_WAIT`), because every probe costs the whole batch a ``Retry-After`` pause.
+- **Growth.** Then it grows by :data:`STEP` (at least one) each round while the round's
+  median latency stays within :data:`TOLERANCE` of the floor (or :data:`SLACK` seconds of it,
+  for fast servers), while throughput still grows with it, or while this process is the
+  bottleneck itself (:data:`CLIENT_BOUND` of a CPU: its own queue is not the server's).
+- **Queueing.** When the median passes :data:`QUEUEING` times the floor for
+  :data:`QUEUEING_ROUNDS` rounds with flat throughput, the limit is scaled by ``floor /
+  latency`` (the Gradient rule: what the server served without a queue), by at most
+  :data:`QUEUEING_BACKOFF` a round; on leaving slow start, by up to a half at once.
+- **Refusals.** On 429, 503 or a timeout (at most once per round trip) the ceiling becomes
+  what the server delivered (successful calls per second x floor latency, Little's law), but
+  at least :data:`BACKOFF` of the limit and at most the limit; the limit drops to
+  :data:`CEILING_SHARE` of it and grows no further until a probe is due:
+  :data:`CHEAP_PROBE_WAIT` later, or, when the refusal paused the whole batch
+  (``Retry-After``: every probe costs that pause), :data:`PROBE_WAIT` after the pause,
+  doubling with each refusal at about the same ceiling (up to :data:`MAX_PROBE_WAIT`).
 
 It is bounded by ``minimum`` and ``maximum`` (``max_concurrency``) and keeps a downsampled
 history of the limit for :class:`~freedompay_async.batch.BatchStats`. Plain asyncio, no
@@ -61,9 +65,11 @@ QUEUEING_BACKOFF: Final = 0.8
 #: Multiplicative decrease on a refusal (when the delivered estimate is not lower).
 BACKOFF: Final = 0.7
 #: Below the ceiling the limit climbs back to this share of it, fast.
-CEILING_SHARE: Final = 0.95
-#: Seconds at the ceiling before the first probe above it, and the most it doubles to.
+CEILING_SHARE: Final = 0.97
+#: Seconds at the ceiling before the first probe above it after a refusal that paused the
+#: batch (``Retry-After``), and the most it doubles to; without a pause, probing is cheap.
 PROBE_WAIT: Final = 5.0
+CHEAP_PROBE_WAIT: Final = 0.5
 MAX_PROBE_WAIT: Final = 120.0
 #: The floor latency drifts up by this share per second unless a round refreshes it.
 FLOOR_DRIFT: Final = 0.01
@@ -99,6 +105,7 @@ class AdaptiveLimit:
         # The current round.
         self._round_start = self._started
         self._round_done = 0
+        self._round_ok = 0
         self._round_latencies: list[float] = []
         self._round_cpu = cpu_clock()
         # What the rounds taught.
@@ -148,6 +155,7 @@ class AdaptiveLimit:
             self.overloaded()
         elif latency is not None:
             self._round_latencies.append(latency)
+            self._round_ok += 1
         self._round_done += 1
         now = self._clock()
         if self._round_done >= self.limit and now - self._round_start >= MIN_ROUND:
@@ -169,41 +177,47 @@ class AdaptiveLimit:
 
     # -- the control law --------------------------------------------------------------------
 
-    def overloaded(self) -> None:
-        """A refusal (429 / 503) or a timeout: back off, at most once per round trip."""
+    def overloaded(self, pause: float = 0.0) -> None:
+        """A refusal (429 / 503) or a timeout: back off, at most once per round trip.
+
+        ``pause``: the seconds a ``Retry-After`` holds the whole batch (the brake); such a
+        refusal is costly, so the limit waits longer before probing above it again.
+        """
         now = self._clock()
         if now < self._hold_until:
             return
-        delivered = self._rate * self._floor if math.isfinite(self._floor) else math.inf
-        level = min(self._limit * BACKOFF, delivered)
-        if self._slow_start:
-            # The last round that went through was at half this limit.
-            level = min(level, max(self._limit / 2, self._limit * BACKOFF * BACKOFF))
         self._slow_start = False
-        ceiling = max(level, self._limit * BACKOFF) / CEILING_SHARE
-        if ceiling >= self._ceiling * BACKOFF:
-            self._probe_wait = min(self._probe_wait * 2, MAX_PROBE_WAIT)
+        # Little's law: what the server delivered, at the latency it has with no queue. Never
+        # below a plain multiplicative decrease (the estimate may come from a round that did
+        # not fill the server), never above the level that was just refused.
+        delivered = self._rate * self._floor if math.isfinite(self._floor) else math.inf
+        ceiling = min(self._limit, max(delivered, self._limit * BACKOFF))
+        if pause <= 0:
+            wait = CHEAP_PROBE_WAIT  # a refused request is retried at once: probing is cheap
+        elif ceiling >= self._ceiling * BACKOFF:  # refused again at about the same level
+            wait = self._probe_wait = min(self._probe_wait * 2, MAX_PROBE_WAIT)
         else:
-            self._probe_wait = PROBE_WAIT
-        self._ceiling = min(ceiling, float(self.maximum))
-        self._probe_at = now + self._probe_wait
+            wait = self._probe_wait = PROBE_WAIT
+        self._ceiling = ceiling
+        self._probe_at = now + pause + wait
         self.backoffs += 1
-        self._set(level, now)
-        # Calls already in flight may still come back refused: ignore them for a round trip.
+        self._set(ceiling * CEILING_SHARE, now)
+        # Calls already in flight may still come back refused, and the brake's pause says
+        # nothing of the server's pace: learn nothing until a round trip after both.
         round_trip = self._floor if math.isfinite(self._floor) else MIN_ROUND
-        self._hold_until = now + max(MIN_ROUND, 2 * round_trip)
+        self._hold_until = now + pause + max(MIN_ROUND, 2 * round_trip)
         self._new_round(now)
 
     def _end_round(self, now: float) -> None:
         latencies = self._round_latencies
         elapsed = now - self._round_start
-        rate = self._round_done / elapsed if elapsed > 0 else 0.0
-        self._rate = rate
-        cpu = self._cpu_clock()
-        client_bound = elapsed > 0 and (cpu - self._round_cpu) / elapsed >= CLIENT_BOUND
         if not latencies or now < self._hold_until:
             self._new_round(now)
             return
+        rate = self._round_ok / elapsed if elapsed > 0 else 0.0  # calls that went through
+        self._rate = rate
+        cpu = self._cpu_clock()
+        client_bound = elapsed > 0 and (cpu - self._round_cpu) / elapsed >= CLIENT_BOUND
         latencies.sort()
         median = latencies[len(latencies) // 2]
         floor = self._floor
@@ -246,6 +260,7 @@ class AdaptiveLimit:
         self._round_start = now
         self._round_cpu = self._cpu_clock()
         self._round_done = 0
+        self._round_ok = 0
         self._round_latencies = []
 
     def _set(self, limit: float, now: float) -> None:

@@ -208,18 +208,20 @@ class Pacing:
     def failed(self, error: BaseException, retry_after: str | None, cap: float) -> None:
         """An attempt failed with ``error`` (``retry_after``: the reply's header, if any)."""
         status = getattr(error, "http_status", None)
+        pause = 0.0
         if status in OVERLOAD_STATUSES:
             self.refused += 1
             if retry_after is not None:
                 seconds = parse_retry_after(retry_after)
                 if seconds is not None and seconds > 0:
-                    self.brake.engage(min(seconds, cap))
+                    pause = min(seconds, cap)
+                    self.brake.engage(pause)
         elif isinstance(error, TimeoutError):
             self.timeouts += 1
         else:
             return
         if self.limit is not None:
-            self.limit.overloaded()
+            self.limit.overloaded(pause)
 
     def allow_retry(self) -> bool:
         """May the request that just failed be resent (the retry budget has room)?"""

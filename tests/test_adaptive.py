@@ -159,18 +159,36 @@ def test_limit_slow_starts_then_shrinks_on_refusals_and_grows_back() -> None:
     peak = limit.limit
     limit.overloaded()
     shrunk = limit.limit
-    assert shrunk <= peak // 2  # out of slow start: back to the last level that went through
+    assert shrunk <= 0.7 * peak  # a multiplicative cut at least
     limit.overloaded()  # the other calls of the same round trip: no second cut
     assert limit.limit == shrunk
-    for _ in range(30):
+    for _ in range(3):  # within the hold (no Retry-After: half a second): no growth
         run_round(limit, clock, 0.02)
-    assert limit.limit > shrunk  # grows back while latency stays at its floor
+    assert limit.limit == shrunk
+    for _ in range(10):
+        run_round(limit, clock, 0.02)
+    assert limit.limit > shrunk  # then it grows back while latency stays at its floor
     regrown = limit.limit
-    clock.now += 1.0
     limit.overloaded()  # refused again
     assert limit.limit < regrown
     assert limit.backoffs == 2
     assert [point[1] for point in limit.history][:5] == [4, 8, 16, 32, 64]
+
+
+def test_a_refusal_that_paused_the_batch_is_probed_again_ever_more_rarely() -> None:
+    clock, cpu = Clock(), Clock()
+    limit = AdaptiveLimit(256, initial=40, clock=clock, cpu_clock=cpu)
+    run_round(limit, clock, 0.02)  # out of slow start at 80 ...
+    limit.overloaded(pause=1.0)  # ... refused with Retry-After: 1
+    waits = []
+    for _ in range(3):
+        level, refused_at = limit.limit, clock.now
+        while limit.limit <= level:  # holds just under the ceiling, then probes above it
+            run_round(limit, clock, 0.02)
+            assert clock.now - refused_at < 200
+        waits.append(clock.now - refused_at)
+        limit.overloaded(pause=1.0)
+    assert waits[0] > 5 and waits[1] > 1.8 * waits[0] and waits[2] > 1.8 * waits[1]
 
 
 def test_limit_backs_off_when_latency_rises_and_throughput_does_not() -> None:
