@@ -9,14 +9,14 @@ after it) and moves its limit with what it measures, round after round (a round 
   for good is re-learnt).
 - **Growth.** Then it grows by :data:`STEP` (at least one) each round while the round's
   median latency stays within :data:`TOLERANCE` of the floor (or :data:`SLACK` seconds of it,
-  for fast servers), while throughput still grows with it, or while this process is the
-  bottleneck itself (:data:`CLIENT_BOUND` of a CPU: its own queue is not the server's).
+  for fast servers: a few milliseconds of queueing cost a batch nothing, and are mostly the
+  client's own event loop), or while throughput still grows with it.
 - **Queueing.** When the median passes :data:`QUEUEING` times the floor for
   :data:`QUEUEING_ROUNDS` rounds with flat throughput, the limit is scaled by ``floor /
   latency`` (the Gradient rule: what the server served without a queue), by at most
   :data:`QUEUEING_BACKOFF` a round; on leaving slow start, by up to a half at once.
 - **Refusals.** On 429, 503 or a timeout (at most once per round trip) the ceiling becomes
-  what the server delivered (successful calls per second x floor latency, Little's law), but
+  what the server delivered (successful calls per second x latency, Little's law), but
   at least :data:`BACKOFF` of the limit and at most the limit; the limit drops to
   :data:`CEILING_SHARE` of it and grows no further until a probe is due:
   :data:`CHEAP_PROBE_WAIT` later, or, when the refusal paused the whole batch
@@ -55,9 +55,6 @@ SLACK: Final = 0.005
 GROWTH_SHARE: Final = 0.5
 #: Growth per round (share of the limit, at least one call) below the ceiling.
 STEP: Final = 0.05
-#: When this process used this share of a CPU over a round, the client itself is the
-#: bottleneck: the latency it measures is its own queue, not the server's.
-CLIENT_BOUND: Final = 0.8
 #: Rounds in a row past QUEUEING before the limit shrinks for queueing (noise is not a queue),
 #: and the most it shrinks by per round then.
 QUEUEING_ROUNDS: Final = 2
@@ -68,7 +65,7 @@ BACKOFF: Final = 0.7
 CEILING_SHARE: Final = 0.97
 #: Seconds at the ceiling before the first probe above it after a refusal that paused the
 #: batch (``Retry-After``), and the most it doubles to; without a pause, probing is cheap.
-PROBE_WAIT: Final = 5.0
+PROBE_WAIT: Final = 10.0
 CHEAP_PROBE_WAIT: Final = 0.5
 MAX_PROBE_WAIT: Final = 120.0
 #: The floor latency drifts up by this share per second unless a round refreshes it.
@@ -87,14 +84,12 @@ class AdaptiveLimit:
         initial: int = 4,
         minimum: int = 1,
         clock: Callable[[], float] = time.monotonic,
-        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum = minimum
         self.maximum = maximum
         self._clock = clock
-        self._cpu_clock = cpu_clock
         self._limit = float(min(max(initial, minimum), maximum))
         self.in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -107,11 +102,11 @@ class AdaptiveLimit:
         self._round_done = 0
         self._round_ok = 0
         self._round_latencies: list[float] = []
-        self._round_cpu = cpu_clock()
         # What the rounds taught.
         self._floor = math.inf
         self._floor_at = self._started
         self._rate = 0.0  # calls completed per second, last round
+        self._median = 0.0  # median latency, last round
         self._last_rate = 0.0
         self._last_limit = 0.0
         self._slow_start = True
@@ -187,10 +182,10 @@ class AdaptiveLimit:
         if now < self._hold_until:
             return
         self._slow_start = False
-        # Little's law: what the server delivered, at the latency it has with no queue. Never
-        # below a plain multiplicative decrease (the estimate may come from a round that did
-        # not fill the server), never above the level that was just refused.
-        delivered = self._rate * self._floor if math.isfinite(self._floor) else math.inf
+        # Little's law: the calls in flight that carried what the server delivered (at the
+        # latency of the last round). Never below a plain multiplicative decrease (the estimate
+        # may come from a round that did not fill the server), never above the refused level.
+        delivered = self._rate * self._median if self._median else math.inf
         ceiling = min(self._limit, max(delivered, self._limit * BACKOFF))
         if pause <= 0:
             wait = CHEAP_PROBE_WAIT  # a refused request is retried at once: probing is cheap
@@ -216,10 +211,8 @@ class AdaptiveLimit:
             return
         rate = self._round_ok / elapsed if elapsed > 0 else 0.0  # calls that went through
         self._rate = rate
-        cpu = self._cpu_clock()
-        client_bound = elapsed > 0 and (cpu - self._round_cpu) / elapsed >= CLIENT_BOUND
         latencies.sort()
-        median = latencies[len(latencies) // 2]
+        median = self._median = latencies[len(latencies) // 2]
         floor = self._floor
         if math.isfinite(floor):
             floor *= 1 + FLOOR_DRIFT * (now - self._floor_at)
@@ -234,12 +227,12 @@ class AdaptiveLimit:
         )
         self._last_rate, self._last_limit = rate, limit
         if self._slow_start:
-            if ratio < SLOW_START_TOLERANCE or growing or client_bound:
+            if ratio < SLOW_START_TOLERANCE or growing:
                 self._set(limit * 2, now)
             else:  # back to what the server served without a queue (Gradient)
                 self._slow_start = False
                 self._set(max(limit / 2, limit * TOLERANCE / ratio), now)
-        elif ratio <= TOLERANCE or growing or client_bound:
+        elif ratio <= TOLERANCE or growing:
             target = self._ceiling * CEILING_SHARE
             if math.isfinite(target) and limit + 1 < target:  # back towards the ceiling, fast
                 self._set(min(limit + max(1.0, limit * 2 * STEP), target), now)
@@ -258,7 +251,6 @@ class AdaptiveLimit:
 
     def _new_round(self, now: float) -> None:
         self._round_start = now
-        self._round_cpu = self._cpu_clock()
         self._round_done = 0
         self._round_ok = 0
         self._round_latencies = []

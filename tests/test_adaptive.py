@@ -150,8 +150,7 @@ def run_round(limit: AdaptiveLimit, clock: Clock, latency: float, seconds: float
 
 def test_limit_slow_starts_then_shrinks_on_refusals_and_grows_back() -> None:
     clock = Clock()
-    cpu = Clock()  # the process uses no CPU: the client is never the bottleneck here
-    limit = AdaptiveLimit(256, clock=clock, cpu_clock=cpu)
+    limit = AdaptiveLimit(256, clock=clock)
     assert limit.limit == 4
     for _ in range(4):
         run_round(limit, clock, 0.02)
@@ -176,8 +175,8 @@ def test_limit_slow_starts_then_shrinks_on_refusals_and_grows_back() -> None:
 
 
 def test_a_refusal_that_paused_the_batch_is_probed_again_ever_more_rarely() -> None:
-    clock, cpu = Clock(), Clock()
-    limit = AdaptiveLimit(256, initial=40, clock=clock, cpu_clock=cpu)
+    clock = Clock()
+    limit = AdaptiveLimit(256, initial=40, clock=clock)
     run_round(limit, clock, 0.02)  # out of slow start at 80 ...
     limit.overloaded(pause=1.0)  # ... refused with Retry-After: 1
     waits = []
@@ -192,8 +191,8 @@ def test_a_refusal_that_paused_the_batch_is_probed_again_ever_more_rarely() -> N
 
 
 def test_limit_backs_off_when_latency_rises_and_throughput_does_not() -> None:
-    clock, cpu = Clock(), Clock()
-    limit = AdaptiveLimit(256, clock=clock, cpu_clock=cpu)
+    clock = Clock()
+    limit = AdaptiveLimit(256, clock=clock)
     for _ in range(3):
         run_round(limit, clock, 0.02)
     assert limit.limit == 32
