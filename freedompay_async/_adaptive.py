@@ -8,9 +8,9 @@ after it) and moves its limit with what it measures, round after round (a round 
   its floor (the lowest round median seen, drifting up slowly so that a server that got slower
   for good is re-learnt).
 - **Growth.** Then it grows by :data:`STEP` (at least one) each round while the round's
-  median latency stays within :data:`TOLERANCE` of the floor (or :data:`SLACK` seconds of it,
-  for fast servers: a few milliseconds of queueing cost a batch nothing, and are mostly the
-  client's own event loop), or while throughput still grows with it.
+  median latency stays within :data:`TOLERANCE` of the floor (or under :data:`SLACK`
+  seconds, for fast servers: a few milliseconds of queueing cost a batch nothing, and are
+  mostly the client's own event loop), or while throughput still grows with it.
 - **Queueing.** When the median passes :data:`QUEUEING` times the floor for
   :data:`QUEUEING_ROUNDS` rounds with flat throughput, the limit is scaled by ``floor /
   latency`` (the Gradient rule: what the server served without a queue), by at most
@@ -48,9 +48,9 @@ SLOW_START_TOLERANCE: Final = 1.5
 TOLERANCE: Final = 1.2
 #: Latency past this factor of the floor (with flat throughput) means a queue: shrink.
 QUEUEING: Final = 1.4
-#: ... or within this many seconds of it, for fast servers: a millisecond or two of queueing
-#: costs a batch nothing, and is mostly the client's own event loop anyway.
-SLACK: Final = 0.005
+#: ... or under this many seconds whatever the floor: against a fast server a few
+#: milliseconds of queueing cost a batch nothing (and are mostly the client's own event loop).
+SLACK: Final = 0.01
 #: Throughput must grow by this share of the limit's growth to count as "still growing".
 GROWTH_SHARE: Final = 0.5
 #: Growth per round (share of the limit, at least one call) below the ceiling.
@@ -219,7 +219,7 @@ class AdaptiveLimit:
         self._floor_at = now
         floor = self._floor = min(floor, median)
         # How far above the floor, in units of TOLERANCE: 1.0 at its edge.
-        ratio = median / max(floor * TOLERANCE, floor + SLACK) * TOLERANCE
+        ratio = median / max(floor * TOLERANCE, SLACK) * TOLERANCE
         limit = self._limit
         grew = self._last_limit > 0 and limit > self._last_limit
         growing = grew and rate - self._last_rate >= GROWTH_SHARE * self._last_rate * (
