@@ -53,6 +53,8 @@ class Scenario:
     ideal: float | None
     #: Lookup latency with nothing queued (what the targets compare p99 with).
     unloaded: float
+    #: Seconds per setting by default (a: long enough for auto's rare probes to average out).
+    seconds: float
 
 
 SCENARIOS: Final = {
@@ -63,6 +65,7 @@ SCENARIOS: Final = {
         ("capacity", "--rate", "2000", "--burst", "50", "--latency", "0.02"),
         2000.0,
         0.02,
+        60.0,
     ),
     "queue": Scenario(
         "queue",
@@ -70,9 +73,10 @@ SCENARIOS: Final = {
         ("queue", "--servers", "32", "--latency", "0.02"),
         32 / 0.02,
         0.02,
+        20.0,
     ),
     "unlimited": Scenario(
-        "unlimited", "(c) unlimited: canned reply at once", ("unlimited",), None, 0.0
+        "unlimited", "(c) unlimited: canned reply at once", ("unlimited",), None, 0.0, 10.0
     ),
 }
 
@@ -268,7 +272,12 @@ def _yes(met: bool) -> str:
 
 
 def render(
-    outcome: dict[str, list[Row]], *, seconds: float, command: str, smoke: bool, plot: str | None
+    outcome: dict[str, list[Row]],
+    *,
+    seconds: float | None,
+    command: str,
+    smoke: bool,
+    plot: str | None,
 ) -> str:
     out = [BEGIN, "## Adaptive concurrency (issue 16): fixed 4 / 64 / 256 against `auto`", ""]
     if smoke:
@@ -282,8 +291,9 @@ def render(
         f"- **date:** {now_utc()}",
         f"- **command:** `{command}`",
         f"- **load average at start:** {info.get('load average at start', '?')}",
-        f"- **each setting:** `client.wallets.info_many` over endless ids for {seconds:g} s, "
-        f"pool {POOL} connections (auto's maximum), default retry policy and retry budget",
+        "- **each setting:** `client.wallets.info_many` over endless ids for "
+        + (f"{seconds:g} s" if seconds else "the time in the server's heading")
+        + f", pool {POOL} connections (auto's maximum), default retry policy and retry budget",
         "",
         "Goodput: successful lookups per second. Refused: the server's 429s ÷ the requests it "
         "received. Latency: per lookup as the caller sees it (retries and Retry-After pauses "
@@ -306,8 +316,9 @@ def render(
             ]
             for row in rows
         ]
+        took = rows[0].seconds if rows else 0.0
         out += [
-            f"### {scenario.title}",
+            f"### {scenario.title} ({took:.0f} s per setting)",
             "",
             table(
                 [
@@ -387,7 +398,7 @@ def existing_section(path: Path) -> str | None:
 def run(
     *,
     scenarios: Sequence[str],
-    seconds: float,
+    seconds: float | None,
     settings: Sequence[int | str] = SETTINGS,
     command: str,
     smoke: bool,
@@ -399,14 +410,15 @@ def run(
     for key in scenarios:
         scenario = SCENARIOS[key]
         print(f"adaptive: {scenario.title}", file=log, flush=True)
-        outcome[key] = run_scenario(scenario, settings, seconds, log)
+        outcome[key] = run_scenario(scenario, settings, seconds or scenario.seconds, log)
     for rows in outcome.values():
         for row in rows:
             if row.ok == 0 and row.setting != "auto" and not smoke:
                 print(f"  warning: {row.setting} made no successful lookup", file=log)
     plot: str | None = None
-    if write is not None and plot_history(outcome, PLOT_PATH):
-        plot = str(PLOT_PATH)
+    picture = None if write is None else write.parent / PLOT_PATH.name  # next to the results
+    if picture is not None and plot_history(outcome, picture):
+        plot = str(picture)
     markdown = render(outcome, seconds=seconds, command=command, smoke=smoke, plot=plot)
     if json_path is not None:
         json_path.write_text(
@@ -414,7 +426,7 @@ def run(
         )
     if write is not None:
         write_section(write, markdown)
-        print(f"wrote {write}" + (f" and {PLOT_PATH}" if plot else ""), file=log)
+        print(f"wrote {write}" + (f" and {plot}" if plot else ""), file=log)
     return markdown
 
 

@@ -959,7 +959,9 @@ def parser() -> argparse.ArgumentParser:
         help='fixed concurrency 4 / 64 / 256 against concurrency="auto" on three shaped servers',
     )
     adaptive.add_argument(
-        "--seconds", type=float, default=20.0, help="seconds per setting and server (20)"
+        "--seconds",
+        type=float,
+        help="seconds per setting, every server (default: capacity 60, queue 20, unlimited 10)",
     )
     adaptive.add_argument(
         "--servers",
