@@ -642,6 +642,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_latency(args, outcome)
         if "decode" in sections:
             run_decode_section(args, outcome)
+        if args.smoke and "adaptive" in sections:
+            from .adaptive import smoke as adaptive_smoke
+
+            adaptive_smoke(sys.stderr)
     except (BenchError, ServerError) as exc:
         failure = exc
     markdown = render(args, outcome, command)
@@ -651,10 +655,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failure is not None:
         log(f"FAILED: {failure}")
         return 1
-    if args.smoke and "adaptive" in sections:
-        from .adaptive import smoke as adaptive_smoke
-
-        adaptive_smoke(sys.stderr)
     if args.write_results:
         path = Path(args.write_results)
         from .adaptive import existing_section
