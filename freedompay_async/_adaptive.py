@@ -227,7 +227,7 @@ class AdaptiveLimit:
         )
         self._last_rate, self._last_limit = rate, limit
         if self._slow_start:
-            if ratio < SLOW_START_TOLERANCE or growing:
+            if ratio < SLOW_START_TOLERANCE:  # (a throughput gain says little on doubling)
                 self._set(limit * 2, now)
             else:  # back to what the server served without a queue (Gradient)
                 self._slow_start = False
