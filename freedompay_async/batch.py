@@ -33,6 +33,11 @@ How it works, and what it guarantees:
 - **Rate.** ``rate_limit`` caps how many calls *start* per second, on top of the concurrency
   cap: a token bucket holding a single token (calls are evenly spaced; slots are reserved in
   advance, so timer jitter does not lower the average rate).
+- **Pace.** ``concurrency="auto"`` replaces the fixed cap by a limit that follows the
+  server (:mod:`freedompay_async._adaptive`), up to ``max_concurrency`` workers. Whatever the
+  concurrency, the SDK's requests made by the calls share the batch's pacing
+  (:mod:`freedompay_async._pacing`): one 429 / 503 with ``Retry-After`` pauses every new
+  request of the batch until then, and retries are budgeted (``retry_budget``).
 - **Clean stops.** Leaving ``async with`` (by ``break``, an exception or cancellation), calling
   :meth:`Batch.aclose`, or cancelling the task that iterates stops every call in flight and
   waits for the workers to finish: no task outlives the batch. Without ``async with``, plain
