@@ -238,11 +238,15 @@ def targets(scenario: Scenario, rows: list[Row]) -> list[list[str]]:
                 ["(a) context: fixed 256 refused (the storm)", f"{by['256'].refused_share:.1%}", ""]
             )
     elif scenario.key == "queue":
-        limit = 2 * scenario.unloaded
+        # Unloaded: the median lookup at concurrency 4 (no queue) on this machine now; the
+        # server's own 20 ms when that setting did not run.
+        quiet = by.get("4")
+        unloaded = quiet.p50 if quiet is not None and quiet.p50 else scenario.unloaded
+        limit = 2 * unloaded
         p99 = auto.p99 or 0.0
         out.append(
             [
-                f"(b) auto p99 ≤ 2 x unloaded ({limit * 1000:g} ms)",
+                f"(b) auto p99 ≤ 2 x unloaded (2 x {unloaded * 1000:.1f} ms)",
                 _ms(auto.p99),
                 _yes(p99 <= limit),
             ]

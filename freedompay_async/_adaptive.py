@@ -21,7 +21,8 @@ after it) and moves its limit with what it measures, round after round (a round 
   :data:`CEILING_SHARE` of it and grows no further until a probe is due:
   :data:`CHEAP_PROBE_WAIT` later, or, when the refusal paused the whole batch
   (``Retry-After``: every probe costs that pause), :data:`PROBE_WAIT` after the pause,
-  doubling with each refusal at about the same ceiling (up to :data:`MAX_PROBE_WAIT`).
+  doubling each time such a probe is refused at about the same ceiling (up to
+  :data:`MAX_PROBE_WAIT`).
 
 It is bounded by ``minimum`` and ``maximum`` (``max_concurrency``) and keeps a downsampled
 history of the limit for :class:`~freedompay_async.batch.BatchStats`. Plain asyncio, no
@@ -187,12 +188,15 @@ class AdaptiveLimit:
         # may come from a round that did not fill the server), never above the refused level.
         delivered = self._rate * self._median if self._median else math.inf
         ceiling = min(self._limit, max(delivered, self._limit * BACKOFF))
+        probing = self._limit > self._ceiling * CEILING_SHARE + 1  # above a known ceiling
         if pause <= 0:
             wait = CHEAP_PROBE_WAIT  # a refused request is retried at once: probing is cheap
-        elif ceiling >= self._ceiling * BACKOFF:  # refused again at about the same level
+        elif probing and ceiling >= self._ceiling * BACKOFF:  # the probe found the same level
             wait = self._probe_wait = min(self._probe_wait * 2, MAX_PROBE_WAIT)
-        else:
+        elif probing or ceiling < self._ceiling * BACKOFF:  # the server's pace changed
             wait = self._probe_wait = PROBE_WAIT
+        else:  # refused below the ceiling: a lower one, and no more probing than before
+            wait = self._probe_wait
         self._ceiling = ceiling
         self._probe_at = now + pause + wait
         self.backoffs += 1
