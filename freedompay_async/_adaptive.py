@@ -16,7 +16,8 @@ after it) and moves its limit with what it measures, round after round (a round 
   latency`` (the Gradient rule: what the server served without a queue), by at most
   :data:`QUEUEING_BACKOFF` a round; on leaving slow start, by up to a half at once.
 - **Refusals.** On 429, 503 or a timeout (at most once per round trip) the ceiling becomes
-  what the server delivered (successful calls per second x latency, Little's law), but
+  what the server delivered (successful calls per second x latency, Little's law; the best of
+  the last :data:`DELIVERED_ROUNDS` rounds), but
   at least :data:`BACKOFF` of the limit and at most the limit; the limit drops to
   :data:`CEILING_SHARE` of it and grows no further until a probe is due:
   :data:`CHEAP_PROBE_WAIT` later, or, when the refusal paused the whole batch
@@ -60,6 +61,8 @@ STEP: Final = 0.05
 #: and the most it shrinks by per round then.
 QUEUEING_ROUNDS: Final = 2
 QUEUEING_BACKOFF: Final = 0.8
+#: The delivered estimate is the best of this many recent rounds (one round is noisy).
+DELIVERED_ROUNDS: Final = 8
 #: Multiplicative decrease on a refusal (when the delivered estimate is not lower).
 BACKOFF: Final = 0.7
 #: Below the ceiling the limit climbs back to this share of it, fast.
@@ -106,8 +109,8 @@ class AdaptiveLimit:
         # What the rounds taught.
         self._floor = math.inf
         self._floor_at = self._started
-        self._rate = 0.0  # calls completed per second, last round
-        self._median = 0.0  # median latency, last round
+        #: successful calls per second x median latency, last DELIVERED_ROUNDS rounds
+        self._delivered: collections.deque[float] = collections.deque(maxlen=DELIVERED_ROUNDS)
         self._last_rate = 0.0
         self._last_limit = 0.0
         self._slow_start = True
@@ -186,7 +189,7 @@ class AdaptiveLimit:
         # Little's law: the calls in flight that carried what the server delivered (at the
         # latency of the last round). Never below a plain multiplicative decrease (the estimate
         # may come from a round that did not fill the server), never above the refused level.
-        delivered = self._rate * self._median if self._median else math.inf
+        delivered = max(self._delivered, default=math.inf)
         ceiling = min(self._limit, max(delivered, self._limit * BACKOFF))
         probing = self._limit > self._ceiling * CEILING_SHARE + 1  # above a known ceiling
         if pause <= 0:
@@ -214,9 +217,9 @@ class AdaptiveLimit:
             self._new_round(now)
             return
         rate = self._round_ok / elapsed if elapsed > 0 else 0.0  # calls that went through
-        self._rate = rate
         latencies.sort()
-        median = self._median = latencies[len(latencies) // 2]
+        median = latencies[len(latencies) // 2]
+        self._delivered.append(rate * median)
         floor = self._floor
         if math.isfinite(floor):
             floor *= 1 + FLOOR_DRIFT * (now - self._floor_at)
