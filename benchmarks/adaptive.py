@@ -65,7 +65,7 @@ SCENARIOS: Final = {
         ("capacity", "--rate", "2000", "--burst", "50", "--latency", "0.02"),
         2000.0,
         0.02,
-        60.0,
+        90.0,
     ),
     "queue": Scenario(
         "queue",

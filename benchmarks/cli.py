@@ -961,7 +961,7 @@ def parser() -> argparse.ArgumentParser:
     adaptive.add_argument(
         "--seconds",
         type=float,
-        help="seconds per setting, every server (default: capacity 60, queue 20, unlimited 10)",
+        help="seconds per setting, every server (default: capacity 90, queue 20, unlimited 10)",
     )
     adaptive.add_argument(
         "--servers",
