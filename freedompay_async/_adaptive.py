@@ -16,8 +16,8 @@ after it) and moves its limit with what it measures, round after round (a round 
   latency`` (the Gradient rule: what the server served without a queue), by at most
   :data:`QUEUEING_BACKOFF` a round; on leaving slow start, by up to a half at once.
 - **Refusals.** On 429, 503 or a timeout (at most once per round trip) the ceiling becomes
-  what the server delivered (successful calls per second, the median of the last
-  :data:`DELIVERED_ROUNDS` rounds, x the floor latency: Little's law), but
+  what the server delivered (successful calls per second x latency, Little's law; the median
+  of the last :data:`DELIVERED_ROUNDS` rounds), but
   at least :data:`BACKOFF` of the limit and at most the limit; the limit drops to
   :data:`CEILING_SHARE` of it and grows no further until a probe is due:
   :data:`CHEAP_PROBE_WAIT` later, or, when the refusal paused the whole batch
@@ -52,7 +52,7 @@ TOLERANCE: Final = 1.2
 QUEUEING: Final = 1.4
 #: ... or under this many seconds whatever the floor: against a fast server a few
 #: milliseconds of queueing cost a batch nothing (and are mostly the client's own event loop).
-SLACK: Final = 0.01
+SLACK: Final = 0.005
 #: Throughput must grow by this share of the limit's growth to count as "still growing".
 GROWTH_SHARE: Final = 0.5
 #: Growth per round (share of the limit, at least one call) below the ceiling.
@@ -61,7 +61,7 @@ STEP: Final = 0.05
 #: and the most it shrinks by per round then.
 QUEUEING_ROUNDS: Final = 2
 QUEUEING_BACKOFF: Final = 0.8
-#: The delivered rate is the median of this many recent rounds (one round is noisy).
+#: The delivered level is the median of this many recent rounds (one round is noisy).
 DELIVERED_ROUNDS: Final = 8
 #: Multiplicative decrease on a refusal (when the delivered estimate is not lower).
 BACKOFF: Final = 0.7
@@ -109,7 +109,7 @@ class AdaptiveLimit:
         # What the rounds taught.
         self._floor = math.inf
         self._floor_at = self._started
-        #: successful calls per second, last DELIVERED_ROUNDS rounds
+        #: successful calls per second x median latency (Little's law), last rounds
         self._delivered: collections.deque[float] = collections.deque(maxlen=DELIVERED_ROUNDS)
         self._last_rate = 0.0
         self._last_limit = 0.0
@@ -186,13 +186,12 @@ class AdaptiveLimit:
         if now < self._hold_until:
             return
         self._slow_start = False
-        # Little's law: the calls in flight that carry what the server delivered (the median
-        # of recent rounds: one round is noisy, and a server's burst allowance inflates it) at
-        # the latency it has without a queue; a client that is slower for a while then does
-        # not overshoot when it speeds up again. Never below a plain multiplicative decrease
-        # (the rounds may not have filled the server), never above the refused level.
-        rates = sorted(self._delivered)
-        delivered = rates[len(rates) // 2] * self._floor if rates else math.inf
+        # Little's law: the calls in flight that carried what the server delivered, rate x
+        # latency, the median of recent rounds (one round is noisy, and a server's burst
+        # allowance inflates it). Never below a plain multiplicative decrease (the rounds may
+        # not have filled the server), never above the refused level.
+        levels = sorted(self._delivered)
+        delivered = levels[len(levels) // 2] if levels else math.inf
         ceiling = min(self._limit, max(delivered, self._limit * BACKOFF))
         probing = self._limit > self._ceiling * CEILING_SHARE + 1  # above a known ceiling
         if pause <= 0:
@@ -222,7 +221,7 @@ class AdaptiveLimit:
         rate = self._round_ok / elapsed if elapsed > 0 else 0.0  # calls that went through
         latencies.sort()
         median = latencies[len(latencies) // 2]
-        self._delivered.append(rate)
+        self._delivered.append(rate * median)
         floor = self._floor
         if math.isfinite(floor):
             floor *= 1 + FLOOR_DRIFT * (now - self._floor_at)
