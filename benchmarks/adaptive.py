@@ -294,7 +294,7 @@ def render(
     out += [
         f"- **date:** {now_utc()}",
         f"- **command:** `{command}`",
-        f"- **load average at start:** {info.get('load average at start', '?')}",
+        f"- **load average when written:** {info.get('load average at start', '?')}",
         "- **each setting:** `client.wallets.info_many` over endless ids for "
         + (f"{seconds:g} s" if seconds else "the time in the server's heading")
         + f", pool {POOL} connections (auto's maximum), default retry policy and retry budget",
