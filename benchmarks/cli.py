@@ -39,7 +39,15 @@ from .report import Summary, machine_info, now_utc, ratio, summarise, table, thr
 from .servers import ServerError, ServerInfo, serve, spawn, stop
 
 DEFAULT_CONTENDERS: Final = ("sdk", "sdk-uvloop", "raw", "raw-uvloop", "naive", "httpx", "wrk")
-SECTIONS: Final = ("throughput", "paired", "loops", "scaling", "latency", "decode")
+SECTIONS: Final = (
+    "throughput",
+    "paired",
+    "loops",
+    "scaling",
+    "latency",
+    "decode",
+    "adaptive",  # smoke runs only; the full one is `python -m benchmarks adaptive`
+)
 RESULTS_PATH: Final = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -634,6 +642,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_latency(args, outcome)
         if "decode" in sections:
             run_decode_section(args, outcome)
+        if args.smoke and "adaptive" in sections:
+            from .adaptive import smoke as adaptive_smoke
+
+            adaptive_smoke(sys.stderr)
     except (BenchError, ServerError) as exc:
         failure = exc
     markdown = render(args, outcome, command)
@@ -645,8 +657,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if args.write_results:
         path = Path(args.write_results)
-        path.write_text(markdown)
+        from .adaptive import existing_section
+
+        kept = existing_section(path)  # `python -m benchmarks adaptive` writes that part
+        path.write_text(markdown + (f"\n{kept}\n" if kept else ""))
         log(f"wrote {path}")
+    return 0
+
+
+def cmd_adaptive(args: argparse.Namespace) -> int:
+    from .adaptive import SCENARIOS, run
+
+    unknown = [name for name in args.servers if name not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown server {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+    markdown = run(
+        scenarios=args.servers,
+        seconds=args.seconds,
+        command=" ".join(["python -m benchmarks", *args.argv]),
+        smoke=False,
+        write=Path(args.write_results) if args.write_results else None,
+        log=sys.stderr,
+    )
+    print(markdown)
     return 0
 
 
@@ -920,6 +953,31 @@ def parser() -> argparse.ArgumentParser:
     decode.add_argument("--decode-repeats", type=_positive_int, help="best of this many (5)")
     decode.add_argument("--decode-min-time", type=float, help="seconds per timing (0.2)")
     decode.set_defaults(func=cmd_decode)
+
+    adaptive = commands.add_parser(
+        "adaptive",
+        help='fixed concurrency 4 / 64 / 256 against concurrency="auto" on three shaped servers',
+    )
+    adaptive.add_argument(
+        "--seconds",
+        type=float,
+        help="seconds per setting, every server (default: capacity 90, queue 20, unlimited 10)",
+    )
+    adaptive.add_argument(
+        "--servers",
+        type=_names,
+        default=["capacity", "queue", "unlimited"],
+        help="comma-separated subset of capacity,queue,unlimited (all)",
+    )
+    adaptive.add_argument(
+        "--write-results",
+        nargs="?",
+        const=str(RESULTS_PATH),
+        metavar="PATH",
+        help="put the section into PATH (default benchmarks/RESULTS.md) and plot the limit "
+        "to benchmarks/adaptive-limit.png",
+    )
+    adaptive.set_defaults(func=cmd_adaptive)
 
     server = commands.add_parser("server", help="start the benchmark server and wait (Ctrl-C)")
     server_option(server)

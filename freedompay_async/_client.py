@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -17,13 +18,13 @@ from uuid import UUID
 import aiohttp
 from yarl import URL
 
-from . import _config
+from . import _config, _pacing
 from ._config import Timeout
 from ._jws import ALGORITHMS, Signer
 from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport
-from .errors import APIError, ClientClosedError, FreedomPayError, TransportError
+from .errors import APIError, ClientClosedError, FreedomPayError
 from .resources.wallets import Wallets
 
 logger = logging.getLogger("freedompay_async")
@@ -234,6 +235,10 @@ class FreedomPayClient:
         limits = options.timeout if timeout is None else Timeout.coerce(timeout)
         send = self._transport.send
         path = endpoint.path
+        pacing = _pacing.current.get()  # set inside a batch: its brake, retry budget and limit
+        if pacing is not None:
+            # The batch's brake holds a call before it starts, like a queue: not its time yet.
+            await pacing.ready()
         started = time.perf_counter()
         # The call's deadline: retries and the waits between them never run past it.
         deadline = None if limits.total is None else started + limits.total
@@ -260,17 +265,20 @@ class FreedomPayClient:
                 error.identifier = identifier
                 error.request_id = request_id
                 error.attempts = attempt
-                if isinstance(error, APIError) or not options.retry.should_retry(
-                    error, attempt=attempt, read=endpoint.safe_to_retry
+                if pacing is not None:
+                    pacing.failed(error, retry_after, options.retry.max_retry_after)
+                if (
+                    isinstance(error, APIError)
+                    or not options.retry.should_retry(
+                        error, attempt=attempt, read=endpoint.safe_to_retry
+                    )
+                    or (pacing is not None and not pacing.allow_retry())
                 ):
-                    if isinstance(error, TransportError) and not endpoint.safe_to_retry:
-                        error.message += (
-                            "; the request may have reached Freedom Pay: do not resend it, "
-                            "ask Request status with its request_id"
-                        )
                     _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                     raise
                 delay = options.retry.delay(attempt, retry_after)
+                if pacing is not None:  # a resend waits for the batch's brake too
+                    delay = max(delay, pacing.brake.remaining())
                 if deadline is not None:
                     # What the next attempt would have left, in whole milliseconds.
                     left = round(deadline - time.perf_counter() - delay, 3)
@@ -281,7 +289,6 @@ class FreedomPayClient:
                         )
                         _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                         raise
-                    limits = dataclasses.replace(limits, total=left)
                 if logger.isEnabledFor(logging.WARNING):
                     logger.warning(
                         "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",
@@ -301,6 +308,24 @@ class FreedomPayClient:
                         },
                     )
                 await asyncio.sleep(delay)
+                if pacing is not None:
+                    # The brake may have been put on again meanwhile (another request of the
+                    # batch); its wait, like the backoff, never runs past the deadline.
+                    with contextlib.suppress(asyncio.TimeoutError):  # 3.10: not TimeoutError
+                        await asyncio.wait_for(
+                            pacing.ready(),
+                            None if deadline is None else deadline - time.perf_counter(),
+                        )
+                if deadline is not None:
+                    left = round(deadline - time.perf_counter(), 3)
+                    if left <= 0:
+                        error.message += (
+                            "; not retried: the call's time limit"
+                            f" (total={deadline - started:g}s) passed while it waited"
+                        )
+                        _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                        raise
+                    limits = dataclasses.replace(limits, total=left)
                 continue
             if logger.isEnabledFor(logging.DEBUG):
                 _log_done(endpoint, identifier, status, attempt, started, None)

@@ -33,6 +33,11 @@ How it works, and what it guarantees:
 - **Rate.** ``rate_limit`` caps how many calls *start* per second, on top of the concurrency
   cap: a token bucket holding a single token (calls are evenly spaced; slots are reserved in
   advance, so timer jitter does not lower the average rate).
+- **Pace.** ``concurrency="auto"`` replaces the fixed cap by a limit that follows the
+  server (:mod:`freedompay_async._adaptive`), up to ``max_concurrency`` workers. Whatever the
+  concurrency, the SDK's requests made by the calls share the batch's pacing
+  (:mod:`freedompay_async._pacing`): one 429 / 503 with ``Retry-After`` pauses every new
+  request of the batch until then, and retries are budgeted (``retry_budget``).
 - **Clean stops.** Leaving ``async with`` (by ``break``, an exception or cancellation), calling
   :meth:`Batch.aclose`, or cancelling the task that iterates stops every call in flight and
   waits for the workers to finish: no task outlives the batch. Without ``async with``, plain
@@ -66,13 +71,19 @@ from collections.abc import (
 )
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar, overload
+from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _pacing
+from ._adaptive import AdaptiveLimit
+from ._config import DEFAULT_MAX_CONNECTIONS
+from ._pacing import DEFAULT_RETRY_BUDGET, Pacing, RetryBudget
+
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_RETRY_BUDGET",
     "PROGRESS_INTERVAL",
     "Batch",
     "BatchResult",
@@ -226,6 +237,7 @@ class BatchStats:
     __slots__ = (
         "_finished_at",
         "_latency",
+        "_pacing",
         "_started_at",
         "done",
         "failed",
@@ -248,6 +260,44 @@ class BatchStats:
         self._latency = _LatencyHistogram()
         self._started_at: float | None = None
         self._finished_at: float | None = None
+        self._pacing = Pacing()
+
+    # -- pacing (brake, retry budget, adaptive limit): see freedompay_async._pacing ----------
+
+    @property
+    def concurrency_limit(self) -> int | None:
+        """With ``concurrency="auto"``: the calls allowed in flight now; else ``None``."""
+        limit = self._pacing.limit
+        return None if limit is None else limit.limit
+
+    @property
+    def limit_history(self) -> list[tuple[float, int]]:
+        """With ``concurrency="auto"``: ``(seconds since start, limit)`` at each change
+        (downsampled to at most 2048 points); else empty."""
+        limit = self._pacing.limit
+        return [] if limit is None else list(limit.history)
+
+    @property
+    def refused(self) -> int:
+        """Replies 429 / 503 the batch's requests got (retried ones included)."""
+        return self._pacing.refused
+
+    @property
+    def brake_pauses(self) -> int:
+        """Times a ``Retry-After`` paused every new send of the batch."""
+        return self._pacing.brake.pauses
+
+    @property
+    def retries(self) -> int:
+        """Retries the retry budget allowed."""
+        budget = self._pacing.budget
+        return 0 if budget is None else budget.retried
+
+    @property
+    def retries_denied(self) -> int:
+        """Retries refused because the batch's retry budget was spent."""
+        budget = self._pacing.budget
+        return 0 if budget is None else budget.denied
 
     @property
     def in_flight(self) -> int:
@@ -311,6 +361,11 @@ class BatchStats:
             "latency_p50": self.latency_p50,
             "latency_p95": self.latency_p95,
             "latency_p99": self.latency_p99,
+            "concurrency_limit": self.concurrency_limit,
+            "refused": self.refused,
+            "brake_pauses": self.brake_pauses,
+            "retries": self.retries,
+            "retries_denied": self.retries_denied,
         }
 
     def __str__(self) -> str:
@@ -327,6 +382,8 @@ class BatchStats:
                 f"{name} {_milliseconds(self._latency.quantile(q))}"
                 for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
             )
+        if self._pacing.limit is not None:
+            text += f", concurrency limit {self.concurrency_limit}"
         return text
 
     def __repr__(self) -> str:
@@ -491,7 +548,9 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
     ) -> None:
         self._func = func
         self._items = items
-        self._concurrency = concurrency
+        self._concurrency = concurrency  # with "auto": the workers, max_concurrency
+        self._pacing = stats._pacing
+        self._gate = stats._pacing.limit
         self._limiter = _RateLimiter(rate_limit) if rate_limit is not None else None
         #: ``ordered``: a permit per item taken from the input and not yet handed over.
         self._window_size = _REORDER_WINDOW_PER_WORKER * concurrency
@@ -519,6 +578,7 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
 
     async def run(self, send: _Channel) -> None:
         self._send = send
+        _pacing.current.set(self._pacing)  # this task's context, copied into every worker
         try:
             # The whole pool at once (a sized input needs no more workers than items): a task
             # starts in the event loop's next round, so a pool that grew a worker per item
@@ -595,12 +655,16 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
         window = self._window
         limiter = self._limiter
         iterator = self._iterator
+        gate = self._gate
+        brake = self._pacing.brake
         while True:
             if window is not None:
                 try:
                     window.acquire_nowait()
                 except anyio.WouldBlock:
                     await window.acquire()
+            if gate is not None:
+                await gate.acquire()
             if self._exhausted:
                 break
             try:
@@ -622,6 +686,8 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
             if limiter is not None:
                 # After the pull, so that no worker sleeps for a slot once the input is done.
                 await limiter.wait()
+            if brake.until:  # a Retry-After holds every new call of the batch
+                await brake.wait()
 
             started_at = perf_counter()
             try:
@@ -635,6 +701,9 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 result = BatchResult(item, value, None)
             # _LatencyHistogram.record, inline: this runs once per item.
             elapsed = perf_counter() - started_at
+            if gate is not None:
+                error = result._error
+                gate.release(elapsed, error is not None and _pacing.is_overload(error))
             latency.total += elapsed
             if elapsed > lowest:
                 bin_index = int(log(elapsed / lowest) * scale) + 1
@@ -655,6 +724,8 @@ class _Runner(Generic[ItemT, ValueT, ErrorT]):
                 return  # the consumer has gone (the batch is being dropped)
         if window is not None:
             window.release()  # the permit taken for an item that never came
+        if gate is not None:
+            gate.give_back()
 
 
 class Batch(Generic[ItemT, ValueT, ErrorT]):
@@ -681,9 +752,12 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         ordered: bool,
         catch: tuple[type[ErrorT], ...],
         on_progress: Callable[[BatchStats], object] | None,
+        pacing: Pacing | None = None,
     ) -> None:
         #: Live counters; final once the batch has ended.
         self.stats = BatchStats()
+        if pacing is not None:
+            self.stats._pacing = pacing
         self._runner: _Runner[ItemT, ValueT, ErrorT] | None = _Runner(
             func,
             items,
@@ -889,6 +963,13 @@ async def _wait_for(task: asyncio.Task[None]) -> None:
         raise cancelled
 
 
+def _check_count(name: str, value: object, other: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int{other}, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, not {value}")
+
+
 def _check_catch(catch: object) -> tuple[type[Exception], ...]:
     types = catch if isinstance(catch, tuple) else (catch,)
     if not types:
@@ -907,8 +988,10 @@ def amap(
     func: Callable[[ItemT], Awaitable[ValueT]],
     items: Iterable[ItemT] | AsyncIterable[ItemT],
     *,
-    concurrency: int = ...,
+    concurrency: int | Literal["auto"] = ...,
+    max_concurrency: int | None = ...,
     rate_limit: float | None = ...,
+    retry_budget: float | None = ...,
     ordered: bool = ...,
     on_progress: Callable[[BatchStats], object] | None = ...,
 ) -> Batch[ItemT, ValueT, Exception]: ...
@@ -919,8 +1002,10 @@ def amap(
     func: Callable[[ItemT], Awaitable[ValueT]],
     items: Iterable[ItemT] | AsyncIterable[ItemT],
     *,
-    concurrency: int = ...,
+    concurrency: int | Literal["auto"] = ...,
+    max_concurrency: int | None = ...,
     rate_limit: float | None = ...,
+    retry_budget: float | None = ...,
     ordered: bool = ...,
     catch: type[ErrorT] | tuple[type[ErrorT], ...],
     on_progress: Callable[[BatchStats], object] | None = ...,
@@ -931,8 +1016,10 @@ def amap(
     func: Callable[[ItemT], Awaitable[Any]],
     items: Iterable[ItemT] | AsyncIterable[ItemT],
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
+    max_concurrency: int | None = None,
     rate_limit: float | None = None,
+    retry_budget: float | None = DEFAULT_RETRY_BUDGET,
     ordered: bool = False,
     catch: type[Exception] | tuple[type[Exception], ...] = Exception,
     on_progress: Callable[[BatchStats], object] | None = None,
@@ -942,8 +1029,17 @@ def amap(
     Args:
         func: an async function (or any callable returning an awaitable) of one item.
         items: any iterable or async iterable; read lazily, never materialised, never closed.
-        concurrency: calls in flight at most (the size of the worker pool).
+        concurrency: calls in flight at most (the size of the worker pool), or ``"auto"``:
+            a limit that starts at 4 and follows the server's pace (grows while latency stays
+            near its floor or throughput still grows, shrinks on 429 / 503 / timeouts or a
+            rising latency), up to ``max_concurrency``. See ``BatchStats.concurrency_limit``.
+        max_concurrency: with ``"auto"``, the most calls in flight (default
+            :data:`~freedompay_async._config.DEFAULT_MAX_CONNECTIONS`, the SDK's pool size).
         rate_limit: calls started per second at most (``None``: no limit).
+        retry_budget: the SDK's retries within this batch are at most this share of its
+            requests over a sliding 10-second window (at least 10 per window); ``None``: no
+            budget. Whatever the concurrency, one 429 or 503 with ``Retry-After`` pauses
+            every new request of the batch until then (with jitter on resume).
         ordered: yield results in input order (bounded reorder buffer) instead of as they
             complete.
         catch: exception classes that become a per-item ``error`` (default: any
@@ -968,10 +1064,22 @@ def amap(
         raise TypeError("items must be an iterable of items, not a single str or bytes")
     if not isinstance(items, (Iterable, AsyncIterable)):
         raise TypeError(f"items must be an iterable or async iterable, not {type(items).__name__}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise TypeError("concurrency must be an int")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+    limit: AdaptiveLimit | None = None
+    if concurrency == "auto":
+        if max_concurrency is None:
+            max_concurrency = DEFAULT_MAX_CONNECTIONS
+        _check_count("max_concurrency", max_concurrency)
+        limit = AdaptiveLimit(max_concurrency)
+        concurrency = max_concurrency
+    else:
+        _check_count("concurrency", concurrency, ' or "auto"')
+        if max_concurrency is not None:
+            raise ValueError('max_concurrency goes with concurrency="auto"')
+    if retry_budget is not None:
+        if isinstance(retry_budget, bool) or not isinstance(retry_budget, (int, float)):
+            raise TypeError("retry_budget must be a share of requests (e.g. 0.1), or None")
+        if not 0 <= retry_budget <= 1:
+            raise ValueError(f"retry_budget must be between 0 and 1, not {retry_budget}")
     if rate_limit is not None:
         if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
             raise TypeError("rate_limit must be a number of calls per second, or None")
@@ -990,4 +1098,8 @@ def amap(
         ordered=ordered,
         catch=_check_catch(catch),
         on_progress=on_progress,
+        pacing=Pacing(
+            limit=limit,
+            budget=None if retry_budget is None else RetryBudget(float(retry_budget)),
+        ),
     )

@@ -727,7 +727,7 @@ def bulk_lookup_examples() -> list[str]:
 
 async def test_the_readme_bulk_lookup_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     examples = bulk_lookup_examples()
-    assert len(examples) == 2
+    assert len(examples) == 3  # info_many, amap, concurrency="auto"
     async with FakeFreedomPay(wallets=100) as fake, fake.client() as client:
         identifiers = [f"user-{i}" for i in range(100)] + ["nobody"]
         namespace: dict[str, object] = {"client": client, "identifiers": identifiers}
@@ -741,7 +741,7 @@ async def test_the_readme_bulk_lookup_examples_run(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "nobody WalletNotFoundError 1004" in out
     assert "101 done (100 ok, 1 failed: WalletNotFoundError 1)" in out
-    assert fake.stats.requests == 2 * 101
+    assert fake.stats.requests == 3 * 101
 
 
 async def test_a_runner_cancelled_before_its_first_step_still_ends_the_loop() -> None:

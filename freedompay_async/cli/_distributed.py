@@ -120,6 +120,8 @@ def worker_command(args: argparse.Namespace) -> int:
     distributed = _distributed()
     from redis.exceptions import RedisError
 
+    if args.concurrency == "auto":
+        raise UsageError("--concurrency auto goes with poll and demo; give workers a number")
     config = _queue_config(args, args.url)
     client = client_from(args)
     if not logging.getLogger().handlers:

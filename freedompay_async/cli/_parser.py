@@ -6,7 +6,7 @@ import argparse
 import math
 import textwrap
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from .. import _config
 from .._version import __version__
@@ -42,6 +42,11 @@ _positive_int = _number(int, zero_ok=False)
 _non_negative_int = _number(int, zero_ok=True)
 _positive_float = _number(float, zero_ok=False)
 _non_negative_float = _number(float, zero_ok=True)
+
+
+def _concurrency(text: str) -> int | Literal["auto"]:
+    """``--concurrency``: a positive int, or ``auto`` (the limit follows the server)."""
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
 
 
 def _wrap(text: str) -> str:
@@ -99,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "-c",
         "--concurrency",
-        type=_positive_int,
-        help=f"requests in flight at most (default: {DEFAULT_CONCURRENCY})",
+        type=_concurrency,
+        help=f"requests in flight at most, or 'auto': a limit that follows the server's pace, "
+        f"up to the pool size (default: {DEFAULT_CONCURRENCY})",
     )
     group.add_argument(
         "-r", "--rate", type=_positive_float, help="requests per second at most (default: no cap)"

@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final, Literal, Protocol
 
 import anyio
 
@@ -167,7 +167,7 @@ async def poll(
     identifiers: Iterable[str] | AsyncGenerator[str, None],
     report: Report,
     *,
-    concurrency: int,
+    concurrency: int | Literal["auto"],
     rate_limit: float | None,
     ordered: bool,
 ) -> int:

@@ -49,6 +49,9 @@ class Progress:
         if stats.failed:
             parts.append(f"{stats.failed:,} failed")
         parts.append(f"{rate:,.0f}/s")
+        limit = getattr(stats, "concurrency_limit", None)  # --concurrency auto
+        if limit is not None:
+            parts.append(f"limit {limit}")
         fraction = self._fraction(stats)
         if fraction is not None:
             bar_width = 20

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
 
 from .. import _protocol
 from .._config import (
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -33,7 +34,7 @@ from .._validate import (
     check_seconds,
     request_id_or_new,
 )
-from ..batch import DEFAULT_CONCURRENCY, Batch, BatchStats, amap
+from ..batch import DEFAULT_CONCURRENCY, DEFAULT_RETRY_BUDGET, Batch, BatchStats, amap
 from ..errors import FreedomPayError, InvalidRequestError, WaitTimeoutError
 from ..models import (
     AddRequest,
@@ -460,8 +461,10 @@ class Wallets:
         self,
         identifiers: Iterable[str] | AsyncIterable[str],
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
+        max_concurrency: int | None = None,
         rate_limit: float | None = None,
+        retry_budget: float | None = DEFAULT_RETRY_BUDGET,
         ordered: bool = False,
         on_progress: Callable[[BatchStats], object] | None = None,
         timeout: float | Timeout | None = None,
@@ -486,10 +489,17 @@ class Wallets:
 
         Args:
             identifiers: partner-side wallet identifiers.
-            concurrency: requests in flight at most; capped at the connection pool size
+            concurrency: requests in flight at most, or ``"auto"``: a limit that follows the
+                server's pace (see :func:`~freedompay_async.batch.amap`), up to
+                ``max_concurrency``. A number is capped at the connection pool size
                 (``max_connections``), with one WARNING log line, since a request queued for a
                 socket would spend its time limits waiting.
+            max_concurrency: with ``"auto"``, the most requests in flight (default: the
+                client's pool size, ``max_connections``).
             rate_limit: requests started per second at most (``None``: no limit).
+            retry_budget: retries at most this share of the batch's requests (sliding
+                10-second window); ``None``: no budget. One 429 / 503 with ``Retry-After``
+                pauses every new request of the batch until then, whatever the concurrency.
             ordered: yield in input order (holding at most ``2 * concurrency`` results back).
             on_progress: called with the live :class:`~freedompay_async.batch.BatchStats`
                 every :data:`~freedompay_async.batch.PROGRESS_INTERVAL` seconds and at the end.
@@ -501,7 +511,16 @@ class Wallets:
         :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
         """
         Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
-        concurrency = _within_pool(concurrency, self._client._transport.pool_size)
+        pool = self._client._transport.pool_size
+        if concurrency == "auto":
+            # The limit grows up to the pool size (a borrowed session without a limit: the
+            # SDK's default pool size); a larger max_concurrency is capped like a number.
+            if max_concurrency is None:
+                max_concurrency = pool or DEFAULT_MAX_CONNECTIONS
+            else:
+                max_concurrency = _within_pool(max_concurrency, pool)
+        else:
+            concurrency = _within_pool(concurrency, pool)
         request = self._client._request
         endpoint = _protocol.INFO
 
@@ -526,7 +545,9 @@ class Wallets:
             lookup,
             identifiers,
             concurrency=concurrency,
+            max_concurrency=max_concurrency,
             rate_limit=rate_limit,
+            retry_budget=retry_budget,
             ordered=ordered,
             catch=FreedomPayError,
             on_progress=on_progress,
