@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from freedompay_async import FreedomPayClient, RetryPolicy
-from freedompay_async.testing import FakeFreedomPay
+from freedompay_async.testing import FakeFreedomPay, RedisServer
 
 pytest_plugins = ["pytester"]  # tests/test_plugin.py runs users' test files in a fresh project
 
@@ -30,6 +31,23 @@ async def _no_loop_errors_or_stray_tasks() -> AsyncIterator[None]:
     loop.set_exception_handler(None)
     assert not errors, f"event loop reported errors: {errors}"
     assert not stray, f"tasks left running: {stray}"
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A redis-server for the distributed tests: the one .ci/run started, else our own."""
+    started = os.environ.get("FREEDOMPAY_TEST_REDIS_URL")  # .ci/run starts one
+    if started:
+        yield started
+        return
+    try:
+        server = RedisServer()
+    except FileNotFoundError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server must be installed on CI (.ci/run installs it)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with server:
+        yield server.url
 
 
 @pytest.fixture

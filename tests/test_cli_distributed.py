@@ -11,32 +11,16 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from freedompay_async import cli
-from freedompay_async.testing import FakeFreedomPay, RedisServer
+from freedompay_async.testing import FakeFreedomPay
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    started = os.environ.get("FREEDOMPAY_TEST_REDIS_URL")  # .ci/run starts one
-    if started:
-        yield started
-        return
-    try:
-        server = RedisServer()
-    except FileNotFoundError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server must be installed on CI (.ci/run installs it)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    with server:
-        yield server.url
 
 
 @pytest.fixture

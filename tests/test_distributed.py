@@ -39,22 +39,6 @@ from freedompay_async.distributed._sink import BEGIN_DONE, BEGIN_GONE, RunStore
 from freedompay_async.testing import FakeFreedomPay, RedisServer
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    started = os.environ.get("FREEDOMPAY_TEST_REDIS_URL")  # .ci/run starts one
-    if started:
-        yield started
-        return
-    try:
-        server = RedisServer()
-    except FileNotFoundError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server must be installed on CI (.ci/run installs it)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    with server:
-        yield server.url
-
-
 @pytest.fixture
 def config(redis_url: str) -> QueueConfig:
     # A namespace per test: tests never see each other's shards.

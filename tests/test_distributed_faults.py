@@ -37,7 +37,6 @@ from .test_distributed import (
 )
 
 # The fixtures of tests/test_distributed.py (a redis-server, a namespace per test).
-redis_url = base.redis_url
 config = base.config
 redis = base.redis
 
