@@ -32,7 +32,8 @@ from freedompay_async import (
     WalletInfo,
     WalletNotFoundError,
 )
-from freedompay_async.batch import Batch, BatchResult, BatchStats, _LatencyHistogram, amap
+from freedompay_async._batch_results import _LatencyHistogram
+from freedompay_async.batch import Batch, BatchResult, BatchStats, amap
 from freedompay_async.testing import FakeFreedomPay
 
 INFO_PATH = "/v5/partner/wallet/info"
