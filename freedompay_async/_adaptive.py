@@ -25,6 +25,10 @@ after it) and moves its limit with what it measures, round after round (a round 
   doubling each time such a probe is refused at about the same ceiling (up to
   :data:`MAX_PROBE_WAIT`).
 
+The gate itself costs a call next to nothing: a caller that releases a slot and asks again
+in the same turn of the event loop (a batch's worker does) takes it straight back; only a
+slot nobody took back is handed to a parked caller, on the next turn of the loop.
+
 It is bounded by ``minimum`` and ``maximum`` (``max_concurrency``) and keeps a downsampled
 history of the limit for :class:`~freedompay_async.batch.BatchStats`. Plain asyncio, no
 dependency; the clock is injectable for tests.
