@@ -9,8 +9,10 @@ Three loopback servers (``benchmarks/adaptive_server.py``, each in its own proce
 * (c) ``unlimited``: the canned reply at once (the client's own CPU is the limit).
 
 For each, ``client.wallets.info_many`` runs for a fixed time with concurrency 4, 64, 256 and
-``"auto"`` over an endless stream of ids, and the table shows goodput (successful lookups per
-second), goodput ÷ ideal, the share of requests the server refused (its own counts), and the
+``"auto"`` over an endless stream of ids (for (a) also fixed 40, capacity x latency: what this
+machine delivers with the limit exactly right; (c) rotates the settings three times and adds
+the runs up, as its settings are close and the shared machine's load drifts), and the table
+shows goodput (successful lookups per second), goodput ÷ ideal, the share of requests the server refused (its own counts), and the
 p50 / p99 latency of a lookup as the caller sees it (retries and pauses included). The limit
 ``auto`` chose over time is plotted to a PNG when matplotlib is installed (``.[bench]``).
 """
@@ -55,6 +57,12 @@ class Scenario:
     unloaded: float
     #: Seconds per setting by default (a: long enough for auto's rare probes to average out).
     seconds: float
+    #: A fixed setting added to this server's table: (a) capacity x latency, what this machine
+    #: really delivers when the limit is exactly right (auto is also compared with it).
+    reference: int | None = None
+    #: Rotations of all settings (each ``seconds`` long; the rows add them up), so that a burst
+    #: of load from other jobs on the machine does not decide a close comparison (c).
+    repeats: int = 1
 
 
 SCENARIOS: Final = {
@@ -66,6 +74,7 @@ SCENARIOS: Final = {
         2000.0,
         0.02,
         90.0,
+        reference=40,
     ),
     "queue": Scenario(
         "queue",
@@ -76,7 +85,13 @@ SCENARIOS: Final = {
         20.0,
     ),
     "unlimited": Scenario(
-        "unlimited", "(c) unlimited: canned reply at once", ("unlimited",), None, 0.0, 10.0
+        "unlimited",
+        "(c) unlimited: canned reply at once",
+        ("unlimited",),
+        None,
+        0.0,
+        8.0,
+        repeats=3,
     ),
 }
 
@@ -192,23 +207,63 @@ async def run_setting(url: str, setting: int | str, seconds: float) -> Row:
     )
 
 
+def _settings(scenario: Scenario, settings: Sequence[int | str]) -> list[int | str]:
+    """``settings`` with the scenario's reference setting among the fixed ones."""
+    out = list(settings)
+    if scenario.reference is not None and scenario.reference not in out:
+        fixed = [setting for setting in out if isinstance(setting, int)]
+        at = sum(1 for setting in fixed if setting < scenario.reference)
+        out.insert(at, scenario.reference)
+    return out
+
+
+def _merge(runs: list[Row]) -> Row:
+    """One row for the repeats of a setting: counts and seconds added up, the median p50,
+    the worst p99, the last run's limit."""
+    if len(runs) == 1:
+        return runs[0]
+    p50s = sorted(run.p50 for run in runs if run.p50 is not None)
+    p99s = [run.p99 for run in runs if run.p99 is not None]
+    return Row(
+        setting=runs[0].setting,
+        seconds=sum(run.seconds for run in runs),
+        ok=sum(run.ok for run in runs),
+        failed=sum(run.failed for run in runs),
+        served=sum(run.served for run in runs),
+        refused=sum(run.refused for run in runs),
+        p50=p50s[len(p50s) // 2] if p50s else None,
+        p99=max(p99s) if p99s else None,
+        limit_end=runs[-1].limit_end,
+        history=runs[-1].history,
+        brake_pauses=sum(run.brake_pauses for run in runs),
+    )
+
+
 def run_scenario(
     scenario: Scenario, settings: Sequence[int | str], seconds: float, log: IO[str]
 ) -> list[Row]:
-    rows = []
+    order = _settings(scenario, settings)
+    runs: dict[str, list[Row]] = {str(setting): [] for setting in order}
     with AdaptiveServer(scenario.args) as server:
-        for setting in settings:
-            row = asyncio.run(run_setting(server.url, setting, seconds))
-            rows.append(row)
-            print(
-                f"  {scenario.key:<10} {row.setting:>5}: {row.goodput:8,.0f}/s ok  "
-                f"refused {row.refused_share:6.1%}  p50 {_ms(row.p50)} p99 {_ms(row.p99)}"
-                + (f"  limit now {row.limit_end}" if row.limit_end is not None else ""),
-                file=log,
-                flush=True,
-            )
-            time.sleep(1.0)  # the server's bucket refills, its queue drains
-    return rows
+        for repeat in range(scenario.repeats):
+            # Rotated per repeat: no setting always runs right after the same one.
+            shift = repeat % len(order)
+            for setting in order[shift:] + order[:shift]:
+                row = asyncio.run(run_setting(server.url, setting, seconds))
+                runs[row.setting].append(row)
+                _log_row(scenario, row, log)
+                time.sleep(1.0)  # the server's bucket refills, its queue drains
+    return [_merge(rows) for rows in runs.values()]
+
+
+def _log_row(scenario: Scenario, row: Row, log: IO[str]) -> None:
+    print(
+        f"  {scenario.key:<10} {row.setting:>5}: {row.goodput:8,.0f}/s ok  "
+        f"refused {row.refused_share:6.1%}  p50 {_ms(row.p50)} p99 {_ms(row.p99)}"
+        + (f"  limit now {row.limit_end}" if row.limit_end is not None else ""),
+        file=log,
+        flush=True,
+    )
 
 
 def _ms(seconds: float | None) -> str:
@@ -233,6 +288,17 @@ def targets(scenario: Scenario, rows: list[Row]) -> list[list[str]]:
         out.append(
             ["(a) auto refused < 2 %", f"{auto.refused_share:.2%}", _yes(auto.refused_share < 0.02)]
         )
+        reference = by.get(str(scenario.reference))
+        if reference is not None and reference.goodput:
+            share = auto.goodput / reference.goodput
+            out.append(
+                [
+                    f"(a) context: auto ÷ fixed {reference.setting} (capacity x latency: "
+                    "what this machine delivers at the right limit)",
+                    f"{share:.3f}",
+                    "",
+                ]
+            )
         if "256" in by:
             out.append(
                 ["(a) context: fixed 256 refused (the storm)", f"{by['256'].refused_share:.1%}", ""]
@@ -321,8 +387,9 @@ def render(
             for row in rows
         ]
         took = rows[0].seconds if rows else 0.0
+        rotations = f", {scenario.repeats} rotations added up" if scenario.repeats > 1 else ""
         out += [
-            f"### {scenario.title} ({took:.0f} s per setting)",
+            f"### {scenario.title} ({took:.0f} s per setting{rotations})",
             "",
             table(
                 [

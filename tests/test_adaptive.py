@@ -261,6 +261,35 @@ async def test_auto_keeps_at_most_the_limit_in_flight(fake: FakeFreedomPay) -> N
     assert results.stats.concurrency_limit <= 6
 
 
+async def test_a_released_slot_is_taken_back_at_once_or_goes_to_a_parked_caller() -> None:
+    gate = AdaptiveLimit(2, initial=2)
+    await gate.acquire()
+    await gate.acquire()
+    parked = [asyncio.create_task(gate.acquire()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert gate.in_flight == 2 and not any(task.done() for task in parked)
+    # The caller that releases takes its slot straight back: no hand-off to a parked one.
+    gate.release(0.01)
+    await gate.acquire()  # (in the same turn of the loop, as a batch's worker does)
+    assert gate.in_flight == 2
+    await asyncio.sleep(0.01)
+    assert not any(task.done() for task in parked)
+    # A slot nobody takes back goes to a parked caller on the next turns of the loop.
+    gate.release(0.01)
+    done, _ = await asyncio.wait(parked, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1 and gate.in_flight == 2
+    # A parked caller cancelled leaves nothing behind; a slot given back wakes the next.
+    (waiting,) = set(parked) - done
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.give_back()
+    gate.give_back()
+    assert gate.in_flight == 0
+    await asyncio.wait_for(gate.acquire(), 0.1)
+    assert gate.in_flight == 1
+
+
 def test_invalid_auto_arguments_raise_before_anything_runs() -> None:
     async def call(item: int) -> int:
         return item
