@@ -417,3 +417,18 @@ async def test_a_resend_never_waits_for_the_brake_past_the_call_deadline() -> No
     assert caught.value.http_status == 503 and caught.value.attempts == 1
     assert fake.stats.requests == 1  # never resent
     assert elapsed < 2.0  # within the call's deadline, not after the brake's 5 s
+
+
+async def test_auto_max_concurrency_above_the_pool_is_capped_and_said_once(
+    fake: FakeFreedomPay, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with fake.client(max_connections=5) as client:
+        batch = client.wallets.info_many(ids(60, 60), concurrency="auto", max_concurrency=10_000)
+        async with batch as results:
+            assert sum([result.ok async for result in results]) == 60
+    capped = [r.message for r in caplog.records if "capped at the connection pool" in r.message]
+    assert capped == [
+        "info_many: max_concurrency=10000 capped at the connection pool size 5 (max_connections)"
+    ]
+    assert fake.stats.max_in_flight <= 5
+    assert results.stats.concurrency_limit is not None and results.stats.concurrency_limit <= 5

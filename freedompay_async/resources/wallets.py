@@ -518,7 +518,7 @@ class Wallets:
             if max_concurrency is None:
                 max_concurrency = pool or DEFAULT_MAX_CONNECTIONS
             else:
-                max_concurrency = _within_pool(max_concurrency, pool)
+                max_concurrency = _within_pool(max_concurrency, pool, name="max_concurrency")
         else:
             concurrency = _within_pool(concurrency, pool)
         request = self._client._request
@@ -554,7 +554,7 @@ class Wallets:
         )
 
 
-def _within_pool(concurrency: int, pool: int | None) -> int:
+def _within_pool(concurrency: int, pool: int | None, *, name: str = "concurrency") -> int:
     """``concurrency``, capped at the connection pool: a request beyond the pool would only wait
     for a socket, with its time limits running (so a slow server would turn the wait into
     timeouts), and hold a task and its memory meanwhile. Said once, in a WARNING line."""
@@ -566,10 +566,11 @@ def _within_pool(concurrency: int, pool: int | None) -> int:
     ):
         return concurrency  # amap checks the value itself
     logger.warning(
-        "info_many: concurrency=%d capped at the connection pool size %d (max_connections)",
+        "info_many: %s=%d capped at the connection pool size %d (max_connections)",
+        name,
         concurrency,
         pool,
-        extra={"concurrency": concurrency, "pool_size": pool},
+        extra={name: concurrency, "pool_size": pool},
     )
     return pool
 
