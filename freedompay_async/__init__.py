@@ -12,11 +12,13 @@ from ._version import __version__
 from .batch import Batch, BatchResult, BatchStats, amap
 from .errors import (
     APIError,
+    ArgumentTypeError,
     AuthenticationError,
     ClientClosedError,
     DuplicateRequestError,
     FreedomPayError,
     HTTPStatusError,
+    InvalidArgumentError,
     InvalidRequestError,
     MutationOutcomeUnknownError,
     RateLimitError,
@@ -54,6 +56,7 @@ from .models import (
 __all__ = [
     "REGIONS",
     "APIError",
+    "ArgumentTypeError",
     "AuthenticationError",
     "RateLimitError",
     "Batch",
@@ -66,6 +69,7 @@ __all__ = [
     "FreedomPayError",
     "HTTPStatusError",
     "Identifier",
+    "InvalidArgumentError",
     "InvalidRequestError",
     "MutationOutcomeUnknownError",
     "MutationResult",

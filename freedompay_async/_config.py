@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Final, Literal
 
 from ._version import __version__
@@ -82,14 +81,10 @@ class Timeout:
     read: float | None = None
 
     def __post_init__(self) -> None:
+        from ._validate import check_optional_seconds  # _validate imports this module
+
         for name in ("total", "connect", "read"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Timeout.{name} must be a number of seconds or None")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"Timeout.{name} must be a positive number of seconds")
+            check_optional_seconds(getattr(self, name), f"Timeout.{name}")
 
     @classmethod
     def coerce(cls, value: float | Timeout | None) -> Timeout:
@@ -102,9 +97,11 @@ class Timeout:
             return DEFAULT_TIMEOUT
         if isinstance(value, Timeout):
             return value
+        from ._validate import check_seconds, wrong_type
+
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError("timeout must be a number of seconds or a freedompay_async.Timeout")
-        total = float(value)
+            wrong_type("timeout", "a number of seconds or a freedompay_async.Timeout", value)
+        total = check_seconds(value, "timeout")
         default_connect = DEFAULT_TIMEOUT.connect
         connect = total if default_connect is None else min(default_connect, total)
         return cls(total=total, connect=connect)

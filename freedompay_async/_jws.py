@@ -11,11 +11,9 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
-
-Algorithm = Literal["HS256", "HS512"]
 
 _DIGESTS: Final[dict[str, str]] = {"HS256": "sha256", "HS512": "sha512"}
 ALGORITHMS: Final = tuple(_DIGESTS)

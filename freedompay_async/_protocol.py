@@ -1,9 +1,9 @@
 """Pure protocol: the endpoint table, request bytes, reply bytes -> model or typed error.
 
 No I/O here. Every endpoint is declared once in the table below (path, request and response
-types, whether a resend is safe); paths the spec marks *unverified* are flagged there
-(``verified=False``), and so are replies whose shape the docs do not show
-(``shape_verified=False``), so a correction is a one-line change.
+types, whether a resend is safe); paths the spec marks *unverified* carry a comment there, and
+replies whose shape the docs do not show are flagged (``shape_verified=False``: decoded
+leniently, the whole reply kept in ``raw``), so a correction is a one-line change.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class Endpoint(Generic[RequestT, ResponseT]):
 
     ``safe_to_retry`` is true for reads only: a mutation is resent only with its own
     ``request_id`` and reconciled through Request status (``_mutations``), never retried here.
-    ``verified`` is false where the spec infers the path instead of reading it in the docs;
     ``shape_verified`` is false where the reply's shape is a guess (its model is then a
     :class:`~freedompay_async.models.ProvisionalResponse` that keeps the whole reply in ``raw``).
     """
@@ -67,7 +66,6 @@ class Endpoint(Generic[RequestT, ResponseT]):
     request_type: type[RequestT]
     response_type: type[ResponseT]
     safe_to_retry: bool
-    verified: bool = True
     shape_verified: bool = True
     decoder: msgspec.json.Decoder[ResponseT] = dataclasses.field(init=False, repr=False)
     #: The reply model has a ``request_id`` field: the SDK fills it with the id it sent.
@@ -99,7 +97,6 @@ BALANCE: Final = Endpoint(
     BalanceRequest,
     WalletBalance,  # unverified shape
     safe_to_retry=True,
-    verified=False,
     shape_verified=False,
 )
 STATEMENT: Final = Endpoint(
@@ -111,7 +108,6 @@ REQUEST_STATUS: Final = Endpoint(
     RequestStatusRequest,
     RequestStatusResult,  # unverified shape
     safe_to_retry=True,
-    verified=False,
     shape_verified=False,
 )
 ADD: Final = Endpoint(
@@ -128,7 +124,6 @@ IDENTIFY_OWNER: Final = Endpoint(
     OwnerIdentificationRequest,  # unverified body
     MutationResult,  # unverified shape
     safe_to_retry=False,
-    verified=False,
     shape_verified=False,
 )
 BLOCK: Final = Endpoint(
@@ -140,7 +135,6 @@ CLOSE: Final = Endpoint(
     CloseRequest,  # assumed to be shaped like Block
     MutationResult,
     safe_to_retry=False,
-    verified=False,
 )
 
 #: Every endpoint, by name.

@@ -6,13 +6,13 @@ Sleep and randomness are injectable so the policy can be tested without waiting.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from ._validate import check_flag, check_int, check_seconds
 from .errors import (
     FreedomPayError,
     HTTPStatusError,
@@ -22,10 +22,9 @@ from .errors import (
     TransportError,
 )
 
-#: Statuses worth another try for any endpoint marked safe to retry.
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
-#: Also retried for reads: a 500 on a read cannot have changed anything.
-READ_RETRY_STATUSES: Final = RETRY_STATUSES | {500}
+#: Statuses worth another try of a read (a 500 on a read cannot have changed anything).
+#: Mutations are never retried here: ``_mutations`` resends them with their ``request_id``.
+READ_RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,18 +60,10 @@ class RetryPolicy:
     resend_mutations: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.resend_mutations, bool):
-            raise TypeError("resend_mutations must be a bool")
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError("max_attempts must be an int")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1 (1 means no retries)")
+        check_flag(self.resend_mutations, "resend_mutations")
+        check_int(self.max_attempts, "max_attempts (1 means no retries)", 1)
         for name in ("backoff", "max_backoff", "max_retry_after"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number of seconds")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number of seconds >= 0")
+            check_seconds(getattr(self, name), name, allow_zero=True)
 
     @classmethod
     def disabled(cls) -> RetryPolicy:
@@ -83,7 +74,7 @@ class RetryPolicy:
         """Whether ``error`` on attempt number ``attempt`` (1-based) deserves another try."""
         if attempt >= self.max_attempts or not read:
             return False
-        return is_transient(error, read=read)
+        return is_transient(error)
 
     def delay(
         self,
@@ -102,11 +93,11 @@ class RetryPolicy:
         return uniform(0.0, ceiling)
 
 
-def is_transient(error: FreedomPayError, *, read: bool) -> bool:
-    """Whether ``error`` may go away on its own (never true of API errors or bad input)."""
+def is_transient(error: FreedomPayError) -> bool:
+    """Whether a read that failed with ``error`` may succeed if sent again (never true of API
+    errors, other 4xx, or a reply over the size cap)."""
     if isinstance(error, HTTPStatusError):
-        statuses = READ_RETRY_STATUSES if read else RETRY_STATUSES
-        return error.http_status in statuses
+        return error.http_status in READ_RETRY_STATUSES
     if isinstance(error, ResponseTooLargeError):
         return False  # the same request will get the same huge reply
     return isinstance(error, (TransportError, RequestTimeoutError, ResponseDecodeError))

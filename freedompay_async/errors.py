@@ -21,10 +21,16 @@
     │                                   (also a builtin ``TimeoutError``)
     ├── MutationOutcomeUnknownError whether a mutation happened cannot be known yet
     │                                   (``request_id`` and the last ``cause`` attached)
-    └── ClientClosedError           the client was closed (also a ``RuntimeError``)
+    ├── ClientClosedError           the client was closed (also a ``RuntimeError``)
+    ├── InvalidArgumentError        an argument's value refused, nothing sent (also a ``ValueError``)
+    └── ArgumentTypeError           an argument of the wrong type, nothing sent (also a ``TypeError``)
 
-Invalid arguments are not sent at all: they raise :class:`ValueError` or :class:`TypeError`
-before any network call. No exception ever carries the secret key or a signature.
+Invalid arguments are not sent at all: they raise before any network call, by one rule
+(:mod:`freedompay_async._validate`): the wrong type is an :class:`ArgumentTypeError` (a
+``TypeError``), the right type with a value that can never work an :class:`InvalidArgumentError`
+(a ``ValueError``). Both are ``FreedomPayError``, so a batch reports a refused item on that item
+(``result.error``), never as the server's ``InvalidRequestError`` (1001).
+No exception ever carries the secret key or a signature.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from .models import RequestStatus, numeric_error_code
 
 __all__ = [
     "APIError",
+    "ArgumentTypeError",
     "AuthenticationError",
     "ClientClosedError",
     "DuplicateRequestError",
     "FreedomPayError",
     "HTTPStatusError",
+    "InvalidArgumentError",
     "InvalidRequestError",
     "MutationOutcomeUnknownError",
     "RateLimitError",
@@ -301,3 +309,13 @@ class MutationOutcomeUnknownError(FreedomPayError):
 
 class ClientClosedError(FreedomPayError, RuntimeError):
     """The client was closed with ``aclose()`` (or its ``async with`` block ended)."""
+
+
+class InvalidArgumentError(FreedomPayError, ValueError):
+    """An argument's value can never work (empty, too long, out of range, ...): refused before
+    anything was sent. Also a :class:`ValueError`."""
+
+
+class ArgumentTypeError(FreedomPayError, TypeError):
+    """An argument of the wrong type: refused before anything was sent. Also a
+    :class:`TypeError`."""
