@@ -44,6 +44,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from ._validate import check_int
+
 __all__ = ["AdaptiveLimit"]
 
 #: A round lasts at least this long (seconds) and at least ``limit`` completed calls.
@@ -93,8 +95,8 @@ class AdaptiveLimit:
         minimum: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 1 <= minimum <= maximum:
-            raise ValueError("need 1 <= minimum <= maximum")
+        check_int(maximum, "max_concurrency", 1)
+        check_int(minimum, "minimum", 1, maximum)
         self.minimum = minimum
         self.maximum = maximum
         self._clock = clock

@@ -437,5 +437,7 @@ def owner_identification_request(
     """The owner identification body: ``request_id``, ``identifier``, then ``owner``'s fields."""
     for name in owner:
         if not _FIELD_NAME.match(name) or name in OwnerIdentificationRequest.__struct_fields__:
-            raise ValueError(f"{name!r} cannot be an owner field name")
+            from ._validate import invalid  # _validate imports errors, which imports this
+
+            invalid(f"{name!r} cannot be an owner field name")
     return _owner_request_type(tuple(owner))(request_id=request_id, identifier=identifier, **owner)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from .._validate import check_number, invalid, wrong_type
+
 __all__ = ["DEFAULT_LEASE", "DEFAULT_NAMESPACE", "Keys", "QueueConfig"]
 
 #: Key prefix unless ``namespace=`` says otherwise.
@@ -45,18 +47,15 @@ class QueueConfig:
     lease: float = DEFAULT_LEASE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError("url must be a redis://, rediss:// or unix:// URL")
-        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
-            raise ValueError(
-                "namespace must be 1-64 characters of letters, digits, '_', '-' and '.'"
-            )
-        if isinstance(self.lease, bool) or not isinstance(self.lease, (int, float)):
-            raise TypeError("lease must be a number of seconds")
-        if not MIN_LEASE <= self.lease < 86_400:  # also rejects NaN
-            raise ValueError(f"lease must be between {MIN_LEASE} seconds and one day")
+        if not isinstance(self.url, str):
+            wrong_type("url", "a redis://, rediss:// or unix:// URL", self.url)
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            invalid("url must be a redis://, rediss:// or unix:// URL")
+        if not isinstance(self.namespace, str):
+            wrong_type("namespace", "a str", self.namespace)
+        if not _NAMESPACE.fullmatch(self.namespace):
+            invalid("namespace must be 1-64 characters of letters, digits, '_', '-' and '.'")
+        check_number(self.lease, "lease", MIN_LEASE, 86_400, "a number of seconds")
 
     @property
     def keys(self) -> Keys:
@@ -113,8 +112,10 @@ class Keys:
 
 
 def check_run_id(run: str) -> str:
-    if not isinstance(run, str) or not _RUN.fullmatch(run):
-        raise ValueError("run id must be 1-64 characters of letters, digits, '_' and '-'")
+    if not isinstance(run, str):
+        wrong_type("run id", "a str", run)
+    if not _RUN.fullmatch(run):
+        invalid("run id must be 1-64 characters of letters, digits, '_' and '-'")
     return run
 
 

@@ -12,6 +12,8 @@ from typing import Any, Final, TypeVar
 
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
+from .._validate import check_number
+
 __all__ = ["DEFAULT_REDIS_TIMEOUT", "Patience", "RedisUnavailableError", "check_redis_timeout"]
 
 log = logging.getLogger("freedompay_async.distributed")
@@ -33,8 +35,7 @@ class RedisUnavailableError(ConnectionError):
 
 
 def check_redis_timeout(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86_400:
-        raise ValueError("redis_timeout must be a number of seconds between 0 and one day")
+    check_number(value, "redis_timeout", 0, 86_400, "a number of seconds")
     return float(value)
 
 

@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 
 from .._rows import Row
-from .._validate import check_int
+from .._validate import check_instance, check_int, check_number, invalid
 from ..errors import AuthenticationError
 from ._keys import QueueConfig, check_run_id, redact_url
 from ._patience import DEFAULT_REDIS_TIMEOUT, Patience, check_redis_timeout
@@ -144,8 +144,7 @@ class Producer:
     def __init__(
         self, config: QueueConfig, *, redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     ) -> None:
-        if not isinstance(config, QueueConfig):
-            raise TypeError("config must be a QueueConfig")
+        check_instance(config, QueueConfig, "config", "a QueueConfig")
         self.config = config
         self._redis = Redis.from_url(config.url)
         self._queue = ShardQueue(self._redis, config.keys)
@@ -204,14 +203,10 @@ class Producer:
         """
         check_int(shard_size, "shard_size", 1, 100_000)
         check_int(window, "window", 1, 100_000)
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 604_800:
-            raise ValueError("ttl must be between 10 seconds and a week")
-        if (
-            isinstance(heartbeat, bool)
-            or not isinstance(heartbeat, (int, float))
-            or not 0.1 <= heartbeat <= ttl / 3
-        ):
-            raise ValueError("heartbeat must be between 0.1 seconds and a third of ttl")
+        check_number(ttl, "ttl", 10, 604_800, "a number of seconds (10 to a week)")
+        check_number(heartbeat, "heartbeat", 0.1, 86_400, "a number of seconds")
+        if heartbeat > ttl / 3:
+            invalid("heartbeat must be between 0.1 seconds and a third of ttl")
         run = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex[:16]
         if self._closed:
             raise RuntimeError("this Producer is closed")

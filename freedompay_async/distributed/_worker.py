@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from .._client import FreedomPayClient
 from .._rows import Row, to_row
-from .._validate import check_int
+from .._validate import check_int, check_positive_number, check_seconds
 from ..batch import DEFAULT_CONCURRENCY
 from ..errors import AuthenticationError, FreedomPayError
 from ._keys import QueueConfig, redact_url
@@ -426,14 +426,9 @@ async def run_worker(
     """
     check_int(concurrency, "concurrency", 1)
     check_int(shards, "shards", 1)
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
-        raise ValueError("grace must be a number of seconds, 0 or more")
-    if rate_limit is not None and (
-        isinstance(rate_limit, bool)
-        or not isinstance(rate_limit, (int, float))
-        or not 0 < rate_limit < float("inf")
-    ):
-        raise ValueError("rate_limit must be a positive number of requests per second, or None")
+    check_seconds(grace, "grace", allow_zero=True)
+    if rate_limit is not None:
+        check_positive_number(rate_limit, "rate_limit", "a number of requests per second, or None")
     redis_timeout = check_redis_timeout(redis_timeout)
     stop = stop if stop is not None else asyncio.Event()
     consumer = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
