@@ -24,10 +24,11 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import math
 from typing import Final
 
 from aiohttp import web
+
+from .._validate import check_int, check_number, check_seconds, invalid
 
 #: Fault kinds in the order their rates are stacked.
 FAULT_KINDS: Final = (
@@ -88,20 +89,20 @@ class Faults:
         total = 0.0
         for kind in FAULT_KINDS:
             rate = getattr(self, f"{kind}_rate")
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{kind}_rate must be between 0 and 1, not {rate!r}")
-            total += rate
+            total += check_number(rate, f"{kind}_rate", 0, 1, "a share (0 to 1)")
         if total > 1.0 + 1e-9:
-            raise ValueError(f"fault rates add up to {total:.3f}, more than 1")
+            invalid(f"fault rates add up to {total:.3f}, more than 1")
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
-        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-            raise ValueError("latency must be seconds >= 0, or (low, high) with low <= high")
-        if self.stall_seconds < 0 or self.oversize_bytes < 1:
-            raise ValueError("stall_seconds must be >= 0 and oversize_bytes >= 1")
+        check_seconds(low, "latency", allow_zero=True)
+        check_seconds(high, "latency", allow_zero=True)
+        if low > high:
+            invalid("latency must be seconds >= 0, or (low, high) with low <= high")
+        check_seconds(self.stall_seconds, "stall_seconds", allow_zero=True)
+        check_int(self.oversize_bytes, "oversize_bytes", 1)
         if not self.server_error_statuses or any(
             not 500 <= status <= 599 for status in self.server_error_statuses
         ):
-            raise ValueError("server_error_statuses must be 5xx codes")
+            invalid("server_error_statuses must be 5xx codes")
 
     def pick(self, draw: float) -> str | None:
         """The fault a draw in ``[0, 1)`` selects, or ``None``."""

@@ -28,6 +28,7 @@ from .._client import FreedomPayClient
 from .._config import Timeout
 from .._jws import SignatureError, verify
 from .._retry import RetryPolicy
+from .._validate import check_instance, check_int, check_seconds
 from ._faults import FaultInjector, Faults
 from ._state import (
     FakeLedger,
@@ -127,10 +128,8 @@ class FakeFreedomPay:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if wallets < 0:
-            raise ValueError("wallets must be >= 0")
-        if latency < 0:
-            raise ValueError("latency must be >= 0")
+        check_int(wallets, "wallets", 0)
+        check_seconds(latency, "latency", allow_zero=True)
         self.auth_id = auth_id
         self._secret_key = secret_key.encode("utf-8")
         self._auth_ids = frozenset({auth_id})
@@ -265,8 +264,7 @@ class FakeFreedomPay:
         The signature is still checked first. ``body`` may be raw bytes (to send junk), text,
         or a dict encoded as JSON.
         """
-        if times < 1:
-            raise ValueError("times must be >= 1")
+        check_int(times, "times", 1)
         if isinstance(body, dict):
             raw = _encode(body)
         elif isinstance(body, str):
@@ -286,12 +284,10 @@ class FakeFreedomPay:
         first block's reply is lost": ``Faults(reply_lost_rate=1.0)``, ``times=1``). What was
         injected is counted in ``fake.stats.faults``.
         """
-        if faults is not None and not isinstance(faults, Faults):
-            raise TypeError("faults must be a freedompay_async.testing.Faults")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
-            raise TypeError("times must be an int")
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1")
+        if faults is not None:
+            check_instance(faults, Faults, "faults", "a freedompay_async.testing.Faults")
+        if times is not None:
+            check_int(times, "times", 1)
         if faults is None or times is None:
             self._faults.left.pop(path, None)
         else:

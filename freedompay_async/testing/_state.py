@@ -19,6 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from .._protocol import ENDPOINTS
+from .._validate import check_aware, check_choice, check_int, invalid, wrong_type
 from ..models import AwareDatetime, WalletStatus
 
 _NAMESPACE: Final = uuid.UUID("5b1c7a3e-2f4d-4c1e-9a59-0f7b7d6c1e42")
@@ -50,7 +51,7 @@ def error_reply(code: str, description: str, request_status: str = "2") -> Reply
 def money(value: object, name: str = "amount") -> Decimal:
     """A seeded amount as ``Decimal``, from a ``Decimal``, ``str`` or ``int`` (never ``float``)."""
     if isinstance(value, float) or not isinstance(value, (Decimal, str, int)):
-        raise TypeError(f"{name} must be a Decimal, str or int, not {type(value).__name__}")
+        wrong_type(name, "a Decimal, str or int", value)
     return Decimal(value)
 
 
@@ -68,8 +69,7 @@ class FakeOperation:
     correspondent_account: str = ""
 
     def __post_init__(self) -> None:
-        if self.datetime.utcoffset() is None:
-            raise ValueError("FakeOperation.datetime must be timezone-aware")
+        check_aware(self.datetime, "FakeOperation.datetime")
         self.amount = money(self.amount, "amount")
         self.commission = money(self.commission, "commission")
 
@@ -244,13 +244,12 @@ class FakeLedger:
     ) -> None:
         """Make mutations answer "processing" first and finish later (see FakeFreedomPay)."""
         if (operation is None) == (request_id is None):
-            raise ValueError("pass an operation name or a request_id, not both")
-        if operation is not None and operation not in _MUTATIONS:
-            raise ValueError(f"operation must be one of {sorted(_MUTATIONS)}, not {operation!r}")
-        if polls is not None and polls < 1:
-            raise ValueError("polls must be >= 1, or None to finish only on complete()")
-        if times < 1:
-            raise ValueError("times must be >= 1")
+            invalid("pass an operation name or a request_id, not both")
+        if operation is not None:
+            check_choice(operation, "operation", _MUTATIONS)
+        if polls is not None:
+            check_int(polls, "polls (None: finish only on complete())", 1)
+        check_int(times, "times", 1)
         rid = None if request_id is None else uuid.UUID(str(request_id))
         self._deferrals.append(_Deferral(operation, rid, polls, 1 if rid else times))
 
