@@ -62,8 +62,9 @@ class Timeout:
     wait between attempts: a retry gets only the time left); ``connect`` bounds getting a
     connection from the pool and opening it, and ``read`` each wait for bytes from the server,
     per attempt.
-    The default transport (aiohttp) fires a ``total`` of 5 seconds or more on a whole second
-    of the event loop's clock, so up to a second late; shorter totals are exact.
+    The default transport checks a ``total`` of 5 seconds or more with one timer shared by
+    all requests, ticking every half second (Python 3.11+), so it may fire up to half a second
+    late; shorter totals are exact.
 
     >>> Timeout(total=10, connect=2)
     Timeout(total=10, connect=2, read=None)

@@ -25,6 +25,8 @@ from ._config import (
     KEEPALIVE_TIMEOUT,
     Timeout,
 )
+from ._deadlines import SUPPORTED as DEADLINES_SUPPORTED
+from ._deadlines import Deadlines
 from ._validate import check_int
 from .errors import (
     ClientClosedError,
@@ -82,6 +84,8 @@ class AiohttpTransport:
         self._ssl = ssl
         self._trace_configs = list(trace_configs) if trace_configs else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Long total limits of the requests in flight (created with the loop, 3.11+).
+        self._deadlines: Deadlines | None = None
         self._closed = False
         self._urls: dict[str, URL] = {}
 
@@ -113,6 +117,7 @@ class AiohttpTransport:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            self._deadlines = Deadlines(loop) if DEADLINES_SUPPORTED else None
         elif loop is not self._loop:
             raise RuntimeError(
                 "this AiohttpTransport is bound to the event loop it was first used in; "
@@ -150,29 +155,49 @@ class AiohttpTransport:
     ) -> TransportResponse:
         """POST ``body`` to ``url``; return the status, headers and whole body of the reply."""
         session = self._open()
-        # aiohttp's own timer per request enforces the total limit (one a few seconds long or
-        # more fires on a whole second of the loop's clock: up to a second late).
+        # A long total limit is the shared tick's (see _deadlines), a short one aiohttp's own
+        # timer for this request.
+        deadlines = self._deadlines
+        task = None if deadlines is None else deadlines.enter(timeout.total)
         limits = aiohttp.ClientTimeout(
-            total=timeout.total, connect=timeout.connect, sock_read=timeout.read
+            total=None if task is not None else timeout.total,
+            connect=timeout.connect,
+            sock_read=timeout.read,
         )
+        expired = False
         try:
-            async with session.post(
-                self._url(url), data=body, headers=headers, timeout=limits, allow_redirects=False
-            ) as response:
-                length = response.content_length
-                if (
-                    length is not None
-                    and length <= self._max_response_bytes
-                    and "Content-Encoding" not in response.headers
-                ):
-                    # The common case: the body is exactly Content-Length bytes.
-                    reply = await response.read()
-                else:
-                    reply = await self._read(response)
-                return TransportResponse(response.status, response.headers, reply)
+            try:
+                async with session.post(
+                    self._url(url),
+                    data=body,
+                    headers=headers,
+                    timeout=limits,
+                    allow_redirects=False,
+                ) as response:
+                    length = response.content_length
+                    if (
+                        length is not None
+                        and length <= self._max_response_bytes
+                        and "Content-Encoding" not in response.headers
+                    ):
+                        # The common case: the body is exactly Content-Length bytes.
+                        reply = await response.read()
+                    else:
+                        reply = await self._read(response)
+                    return TransportResponse(response.status, response.headers, reply)
+            finally:
+                if task is not None and deadlines is not None:
+                    expired = deadlines.leave(task)
         except asyncio.CancelledError as exc:
             _redact(exc)  # what it interrupted may hold the request's headers
-            raise
+            if not expired:
+                raise
+            # What asyncio.Timeout raises when it expires: TimeoutError from the cancellation.
+            timed_out = TimeoutError()
+            timed_out.__cause__ = exc
+            raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from (
+                timed_out
+            )
         except TimeoutError as exc:
             _redact(exc)
             raise RequestTimeoutError(f"request timed out ({_timeout_text(timeout)})") from exc
@@ -218,6 +243,8 @@ class AiohttpTransport:
         if self._closed:
             return
         self._closed = True
+        if self._deadlines is not None:
+            self._deadlines.close()
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()

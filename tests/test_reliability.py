@@ -423,18 +423,35 @@ async def test_a_reset_mutation_is_reconciled_through_request_status(fake: FakeF
     assert fake.stats.by_path[ENDPOINTS["request_status"].path] == 1
 
 
-# -- the total limit: aiohttp's timer per request ------------------------------------------
+# -- long total limits: one shared tick instead of a timer per request ----------------------
+
+
+needs_asyncio_timeout = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="coarse deadlines need asyncio.Timeout (3.11+)"
+)
 
 
 @pytest.fixture
-async def stalled_client(fake: FakeFreedomPay) -> AsyncIterator[FreedomPayClient]:
-    """Every request stalls; its total is 0.3 s; no retries."""
+def quick_coarse_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make "long" totals short enough to test: coarse from 0.2 s, a tick every 0.05 s."""
+    from freedompay_async import _deadlines
+
+    monkeypatch.setattr(_deadlines, "COARSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(_deadlines, "DEADLINE_TICK", 0.05)
+
+
+@pytest.fixture
+async def stalled_client(
+    quick_coarse_deadlines: None, fake: FakeFreedomPay
+) -> AsyncIterator[FreedomPayClient]:
+    """Every request stalls; its total of 0.3 s is a coarse (shared-tick) limit; no retries."""
     fake.inject_faults(Faults(stall_rate=1.0))
     async with fake.client(timeout=Timeout(total=0.3, connect=None), max_retries=0) as client:
         yield client
 
 
-async def test_a_total_limit_fires_on_time(
+@needs_asyncio_timeout
+async def test_a_coarse_total_limit_fires_within_a_tick(
     fake: FakeFreedomPay, stalled_client: FreedomPayClient
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -442,14 +459,19 @@ async def test_a_total_limit_fires_on_time(
     with pytest.raises(RequestTimeoutError, match=r"total=0\.3s"):
         await stalled_client.wallets.info("user-1")
     waited = loop.time() - started
-    assert 0.3 <= waited < 0.3 + 0.2  # (plus slack)
+    assert 0.3 <= waited < 0.3 + 0.05 + 0.2  # one tick late at most (plus slack)
+    deadlines = stalled_client.transport._deadlines
+    assert deadlines is not None
+    assert deadlines._active == {}
     fake.clear_faults()
-    # Requests that finish in time are unaffected.
+    # Requests that finish in time are unaffected, and leave nothing registered.
     infos = await asyncio.gather(*(stalled_client.wallets.info(f"user-{i}") for i in range(20)))
     assert len(infos) == 20
+    assert deadlines._active == {}
 
 
-async def test_cancelling_a_call_is_a_cancellation_not_a_timeout(
+@needs_asyncio_timeout
+async def test_cancelling_a_call_under_a_coarse_limit_is_a_cancellation_not_a_timeout(
     fake: FakeFreedomPay, stalled_client: FreedomPayClient
 ) -> None:
     task = asyncio.create_task(stalled_client.wallets.info("user-1"))
@@ -458,25 +480,67 @@ async def test_cancelling_a_call_is_a_cancellation_not_a_timeout(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.4)  # past the deadline: nothing fires on this task
-    if sys.version_info >= (3, 11):
-        assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+    deadlines = stalled_client.transport._deadlines
+    assert deadlines is not None
+    assert deadlines._active == {}
+    await asyncio.sleep(0.4)  # past the deadline: the tick must not touch anything
+    assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
 
 
-async def test_a_timeout_leaves_no_cancellation_behind(
+@needs_asyncio_timeout
+async def test_a_coarse_timeout_leaves_no_cancellation_behind(
     stalled_client: FreedomPayClient,
 ) -> None:
     with pytest.raises(RequestTimeoutError) as caught:
         await stalled_client.wallets.info("user-1")
+    # Chained like asyncio.Timeout's own: TimeoutError from the cancellation.
     assert isinstance(caught.value.__cause__, TimeoutError)
-    if sys.version_info >= (3, 11):
-        task = asyncio.current_task()
-        assert task is not None and task.cancelling() == 0
+    assert isinstance(caught.value.__cause__.__cause__, asyncio.CancelledError)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0.01)  # this task goes on undisturbed
+    deadlines = stalled_client.transport._deadlines
+    assert deadlines is not None and deadlines._active == {} and deadlines._expired == {}
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
-async def test_a_total_limit_inside_an_outer_timeout_keeps_both_apart(
+@needs_asyncio_timeout
+async def test_a_cancellation_racing_the_coarse_deadline_stays_a_cancellation(
+    fake: FakeFreedomPay, stalled_client: FreedomPayClient
+) -> None:
+    task = asyncio.create_task(stalled_client.wallets.info("user-1"))
+    while fake.stats.in_flight == 0:
+        await asyncio.sleep(0.005)
+    deadlines = stalled_client.transport._deadlines
+    assert deadlines is not None and len(deadlines._active) == 1
+    # The caller cancels, and the deadline expires in the same loop round.
+    task.cancel()
+    deadlines._active = {t: (0.0, cancelling) for t, (_, cancelling) in deadlines._active.items()}
+    deadlines._tick()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deadlines._active == {} and deadlines._expired == {}
+    assert task.cancelling() == 1  # the caller's cancellation, and only it, is still counted
+
+
+@needs_asyncio_timeout
+async def test_a_nested_request_of_the_same_task_gets_a_precise_timer(
+    fake: FakeFreedomPay,
+) -> None:
+    async with fake.client() as client:
+        await client.wallets.info("user-1")  # opens the session and the deadline registry
+        deadlines = client.transport._deadlines
+        assert deadlines is not None
+        task = deadlines.enter(30.0)
+        assert task is asyncio.current_task()
+        assert deadlines.enter(30.0) is None  # already registered: not twice under one key
+        assert deadlines.enter(1.0) is None  # short limits always get a timer of their own
+        assert not deadlines.leave(task)
+        assert deadlines._active == {}
+
+
+@needs_asyncio_timeout
+@pytest.mark.usefixtures("quick_coarse_deadlines")
+async def test_a_coarse_limit_inside_an_outer_timeout_keeps_both_apart(
     fake: FakeFreedomPay,
 ) -> None:
     fake.inject_faults(Faults(stall_rate=1.0))
