@@ -142,16 +142,19 @@ class StepTime:
 
 def time_steps(*, min_time: float = 0.2, repeats: int = 5) -> list[StepTime]:
     """The SDK's pure per-lookup work, step by step, next to the hand-tuned raw contender's."""
+    import aiohttp
     import msgspec
 
     from freedompay_async import _protocol
     from freedompay_async._client import FreedomPayClient
+    from freedompay_async._transport import AiohttpTransport
     from freedompay_async.models import InfoRequest, WalletInfo
     from freedompay_async.resources.wallets import check_identifier
 
     client = FreedomPayClient(auth_id=AUTH_ID, secret_key=SECRET_KEY, base_url="http://127.0.0.1:1")
     signer = client._signer(INFO_PATH)
-    transport = client._transport
+    transport = AiohttpTransport()
+    url = client.base_url + INFO_PATH
     identifier = "user-1234567"
     request = InfoRequest(identifier=identifier)
     body = _protocol.encode(request)
@@ -174,10 +177,7 @@ def time_steps(*, min_time: float = 0.2, repeats: int = 5) -> list[StepTime]:
         ),
         (
             "transport lookups",
-            lambda: (
-                transport.url(INFO_PATH),
-                transport._client_timeout(default_timeout, total=False),
-            ),
+            lambda: (transport._url(url), _client_timeout(default_timeout)),
             None,
             "cached URL + ClientTimeout",
         ),
@@ -193,13 +193,18 @@ def time_steps(*, min_time: float = 0.2, repeats: int = 5) -> list[StepTime]:
         check_identifier(identifier)
         payload = _protocol.encode(InfoRequest(identifier=identifier))
         _ = {"X-JWS-Signature": signer.sign(payload)}
-        transport.url(INFO_PATH), transport._client_timeout(default_timeout, total=False)
+        transport._url(url), _client_timeout(default_timeout)
         return _protocol.decode_response(_protocol.INFO, reply, identifier=identifier)
 
     def tuned_all() -> Any:
         payload = encoder.encode(InfoRequest(identifier=identifier))
         _ = {"X-JWS-Signature": tuned_sign(payload)}
         return decoder.decode(reply)
+
+    def _client_timeout(timeout: Any) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=timeout.total, connect=timeout.connect, sock_read=timeout.read
+        )
 
     steps.append(("all pure steps of one lookup", sdk_all, tuned_all, "sum, no I/O"))
     results = []

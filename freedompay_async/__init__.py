@@ -8,6 +8,7 @@
 from ._client import FreedomPayClient
 from ._config import REGIONS, Timeout
 from ._retry import RetryPolicy
+from ._transport import AiohttpTransport
 from ._version import __version__
 from .batch import Batch, BatchResult, BatchStats, amap
 from .errors import (
@@ -52,11 +53,13 @@ from .models import (
     WalletStatement,
     WalletStatus,
 )
+from .transport import Transport, TransportResponse
 
 __all__ = [
     "REGIONS",
     "APIError",
     "ArgumentTypeError",
+    "AiohttpTransport",
     "AuthenticationError",
     "RateLimitError",
     "Batch",
@@ -86,7 +89,9 @@ __all__ = [
     "ResponseTooLargeError",
     "RetryPolicy",
     "Timeout",
+    "Transport",
     "TransportError",
+    "TransportResponse",
     "WaitTimeoutError",
     "Wallet",
     "WalletAdded",

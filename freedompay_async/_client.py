@@ -1,4 +1,4 @@
-"""``FreedomPayClient``: configuration, credentials, the transport, and ``client.wallets``."""
+"""``FreedomPayClient``: configuration, credentials, the one request path, ``client.wallets``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import logging
 import os
 import ssl as ssl_module
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-import aiohttp
 from yarl import URL
 
 from . import _config, _pacing
@@ -24,8 +23,18 @@ from ._jws import ALGORITHMS, Signer
 from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport
-from .errors import APIError, ClientClosedError, FreedomPayError
+from .errors import (
+    APIError,
+    ClientClosedError,
+    FreedomPayError,
+    RequestTimeoutError,
+    TransportError,
+)
 from .resources.wallets import Wallets
+from .transport import Transport
+
+if TYPE_CHECKING:  # only to annotate the default transport's options
+    import aiohttp
 
 logger = logging.getLogger("freedompay_async")
 logger.addHandler(logging.NullHandler())
@@ -34,8 +43,8 @@ logger.addHandler(logging.NullHandler())
 class FreedomPayClient:
     """Async client for the Freedom Pay Partner API, E-Money section.
 
-    Use it as an async context manager; it owns one aiohttp connection pool (created lazily in
-    the running loop) and closes it on exit::
+    Use it as an async context manager; it owns its transport (by default one aiohttp
+    connection pool, created lazily in the running loop) and closes it on exit::
 
         async with FreedomPayClient(auth_id="123456", secret_key="...") as client:
             info = await client.wallets.info("user-42")
@@ -66,6 +75,12 @@ class FreedomPayClient:
         ssl: an :class:`ssl.SSLContext` for TLS (custom CA, client certificates). Verification
             is on by default.
         trace_configs: :class:`aiohttp.TraceConfig` objects, for users who trace requests.
+        transport: what sends the signed requests: any
+            :class:`~freedompay_async.transport.Transport` (default: an
+            :class:`~freedompay_async.AiohttpTransport` built from the options above). The
+            client closes it with itself. The default transport's options (``session``,
+            ``max_connections``, ``max_connections_per_host``, ``max_response_bytes``,
+            ``ssl``, ``trace_configs``) are then a ``ValueError``: give them to the transport.
     """
 
     def __init__(
@@ -86,6 +101,7 @@ class FreedomPayClient:
         max_response_bytes: int = _config.DEFAULT_MAX_RESPONSE_BYTES,
         ssl: ssl_module.SSLContext | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         auth_id = _credential("auth_id", auth_id, _config.ENV_AUTH_ID)
         secret = _credential("secret_key", secret_key, _config.ENV_SECRET_KEY)
@@ -98,10 +114,44 @@ class FreedomPayClient:
             if not isinstance(user_agent, str):
                 raise TypeError("user_agent must be a str")
             _check_header_value("user_agent", user_agent)
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError("session must be an aiohttp.ClientSession")
-        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
-            raise TypeError("ssl must be an ssl.SSLContext (verification is on by default)")
+        if transport is None:
+            # Checks session and ssl (TypeError) before anything else is built.
+            transport = AiohttpTransport(
+                session=session,
+                max_connections=max_connections,
+                max_connections_per_host=max_connections_per_host,
+                max_response_bytes=max_response_bytes,
+                ssl=ssl,
+                trace_configs=trace_configs,
+            )
+        else:
+            if not isinstance(transport, Transport):
+                raise TypeError(
+                    "transport must have async send() and aclose() methods"
+                    " (see freedompay_async.transport.Transport)"
+                )
+            defaults: dict[str, tuple[object, object]] = {
+                "session": (session, None),
+                "max_connections": (max_connections, _config.DEFAULT_MAX_CONNECTIONS),
+                "max_connections_per_host": (
+                    max_connections_per_host,
+                    _config.DEFAULT_MAX_CONNECTIONS_PER_HOST,
+                ),
+                "max_response_bytes": (max_response_bytes, _config.DEFAULT_MAX_RESPONSE_BYTES),
+                "ssl": (ssl, None),
+                "trace_configs": (trace_configs, None),
+            }
+            given = [name for name, (value, default) in defaults.items() if value is not default]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: options of the default transport; with transport=,"
+                    " give them to the transport (e.g. AiohttpTransport(...)) instead"
+                )
+        pool_size = getattr(transport, "pool_size", None)
+        if pool_size is not None and (
+            isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
+        ):
+            raise ValueError(f"transport.pool_size must be None or an int >= 1, not {pool_size!r}")
 
         self._auth_id = auth_id
         self._secret = secret.encode("utf-8")
@@ -110,20 +160,14 @@ class FreedomPayClient:
         self._options = _Options(
             timeout=Timeout.coerce(timeout), retry=_retry_policy(retry, max_retries)
         )
-        self._transport = AiohttpTransport(
-            self._base_url,
-            session=session,
-            max_connections=max_connections,
-            max_connections_per_host=max_connections_per_host,
-            user_agent=user_agent or _config.DEFAULT_USER_AGENT,
-            max_response_bytes=max_response_bytes,
-            ssl=ssl,
-            trace_configs=trace_configs,
-        )
+        self._transport = transport
+        self._pool_size: int | None = pool_size
+        self._user_agent = user_agent or _config.DEFAULT_USER_AGENT
+        self._lifecycle = _Lifecycle()  # shared with with_options views
         self._signers: dict[str, Signer] = {}
         self._entered = False
         #: Wallet operations: ``await client.wallets.info("user-42")``.
-        self.wallets = Wallets(self)
+        self.wallets = self._wallets()
 
     # -- configuration, read-only -------------------------------------------------------------
 
@@ -166,18 +210,34 @@ class FreedomPayClient:
         view = copy.copy(self)
         view._options = options
         view._entered = False
-        view.wallets = Wallets(view)
+        view.wallets = view._wallets()
         return view
+
+    def _wallets(self) -> Wallets:
+        """``client.wallets``, bound to this client's (or view's) request path and options."""
+        return Wallets(
+            self._request,
+            retry=self._options.retry,
+            timeout=self._options.timeout,
+            pool_size=self._pool_size,
+        )
 
     @property
     def closed(self) -> bool:
         """True after :meth:`aclose` (or the end of the ``async with`` block)."""
-        return self._transport.closed
+        return self._lifecycle.closed
+
+    @property
+    def transport(self) -> Transport:
+        """What sends this client's requests (see :mod:`freedompay_async.transport`)."""
+        return self._transport
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
-        """The aiohttp session in use (``None`` until the first request when the client owns it)."""
-        return self._transport.session
+        """The default transport's aiohttp session (``None`` until the first request when the
+        client owns it, and with any other transport)."""
+        transport = self._transport
+        return transport.session if isinstance(transport, AiohttpTransport) else None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -202,7 +262,10 @@ class FreedomPayClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless the session is the caller's). Idempotent."""
+        """Close the transport (the default one leaves a caller's session open). Idempotent."""
+        if self._lifecycle.closed:
+            return
+        self._lifecycle.closed = True
         await self._transport.aclose()
 
     # -- the one request path -----------------------------------------------------------------
@@ -226,15 +289,19 @@ class FreedomPayClient:
     ) -> ResponseT:
         """Encode, sign, send and decode one call of ``endpoint``, retrying reads when safe.
 
-        The body is encoded and signed once; a retry resends the very same bytes.
+        The body is encoded and signed once; a retry resends the very same bytes, with only
+        the time left before the call's deadline.
         """
+        self._lifecycle.check()
         body = encode(payload)
-        signer = self._signers.get(endpoint.path) or self._signer(endpoint.path)
-        headers = {"X-JWS-Signature": signer.sign(body)}
-        options = self._options
-        limits = options.timeout if timeout is None else Timeout.coerce(timeout)
-        send = self._transport.send
-        path = endpoint.path
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": self._user_agent,
+            "X-JWS-Signature": self._signer(endpoint.path).sign(body),
+        }
+        url = self._base_url + endpoint.path
+        retry = self._options.retry
+        limits = self._options.timeout if timeout is None else Timeout.coerce(timeout)
         pacing = _pacing.current.get()  # set inside a batch: its brake, retry budget and limit
         if pacing is not None:
             # The batch's brake holds a call before it starts, like a queue: not its time yet.
@@ -247,18 +314,24 @@ class FreedomPayClient:
             attempt += 1
             retry_after: str | None = None
             try:
-                status, reply, retry_after = await send(path, headers, body, limits)
-                if not 200 <= status < 300:
+                try:
+                    response = await self._transport.send(url, headers, body, limits)
+                except FreedomPayError:
+                    raise
+                except Exception as exc:  # a transport that broke its contract
+                    raise _foreign_error(self._transport, exc) from exc
+                if not 200 <= response.status < 300:
+                    retry_after = _header(response.headers, "Retry-After")
                     raise http_status_error(
                         endpoint,
-                        status,
-                        reply,
+                        response.status,
+                        response.body,
                         identifier=identifier,
                         request_id=request_id,
                         retry_after=retry_after,
                     )
                 result = decode_response(
-                    endpoint, reply, identifier=identifier, request_id=request_id
+                    endpoint, response.body, identifier=identifier, request_id=request_id
                 )
             except FreedomPayError as error:
                 error.endpoint = endpoint.name
@@ -266,17 +339,15 @@ class FreedomPayClient:
                 error.request_id = request_id
                 error.attempts = attempt
                 if pacing is not None:
-                    pacing.failed(error, retry_after, options.retry.max_retry_after)
+                    pacing.failed(error, retry_after, retry.max_retry_after)
                 if (
                     isinstance(error, APIError)
-                    or not options.retry.should_retry(
-                        error, attempt=attempt, read=endpoint.safe_to_retry
-                    )
+                    or not retry.should_retry(error, attempt=attempt, read=endpoint.safe_to_retry)
                     or (pacing is not None and not pacing.allow_retry())
                 ):
                     _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                     raise
-                delay = options.retry.delay(attempt, retry_after)
+                delay = retry.delay(attempt, retry_after)
                 if pacing is not None:  # a resend waits for the batch's brake too
                     delay = max(delay, pacing.brake.remaining())
                 if deadline is not None:
@@ -289,24 +360,7 @@ class FreedomPayClient:
                         )
                         _log_done(endpoint, identifier, error.http_status, attempt, started, error)
                         raise
-                if logger.isEnabledFor(logging.WARNING):
-                    logger.warning(
-                        "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",
-                        endpoint.name,
-                        identifier,
-                        attempt,
-                        options.retry.max_attempts,
-                        type(error).__name__,
-                        error.message,
-                        delay,
-                        extra={
-                            "endpoint": endpoint.name,
-                            "identifier": identifier,
-                            "attempt": attempt,
-                            "http_status": error.http_status,
-                            "delay": delay,
-                        },
-                    )
+                _log_retry(endpoint, identifier, attempt, retry.max_attempts, error, delay)
                 await asyncio.sleep(delay)
                 if pacing is not None:
                     # The brake may have been put on again meanwhile (another request of the
@@ -327,9 +381,46 @@ class FreedomPayClient:
                         raise
                     limits = dataclasses.replace(limits, total=left)
                 continue
-            if logger.isEnabledFor(logging.DEBUG):
-                _log_done(endpoint, identifier, status, attempt, started, None)
+            _log_done(endpoint, identifier, response.status, attempt, started, None)
             return result
+
+
+class Request(Protocol):
+    """A client's request path, bound to it: what resources call (``client._request``)."""
+
+    def __call__(
+        self,
+        endpoint: Endpoint[RequestT, ResponseT],
+        payload: RequestT,
+        *,
+        identifier: str | None = None,
+        request_id: UUID | None = None,
+        timeout: float | Timeout | None = None,
+    ) -> Awaitable[ResponseT]: ...
+
+
+class _Lifecycle:
+    """Whether the client is closed, and the event loop it is bound to: one for a client and
+    all its ``with_options`` views."""
+
+    __slots__ = ("closed", "loop")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def check(self) -> None:
+        """Refuse a request after ``aclose()``, or from another event loop than the first."""
+        if self.closed:
+            raise ClientClosedError("the FreedomPayClient is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop = loop
+        elif loop is not self.loop:
+            raise RuntimeError(
+                "this FreedomPayClient is bound to the event loop it was first used in; "
+                "create one client per event loop (e.g. per asyncio.run call)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +442,53 @@ def _retry_policy(retry: RetryPolicy | None, max_retries: int | None) -> RetryPo
     if max_retries < 0:
         raise ValueError("max_retries must be >= 0")
     return dataclasses.replace(policy, max_attempts=max_retries + 1)
+
+
+def _foreign_error(transport: Transport, exc: Exception) -> TransportError:
+    """What the caller gets when a transport raises something else than a FreedomPayError."""
+    if isinstance(exc, TimeoutError):
+        return RequestTimeoutError(f"{type(transport).__name__} timed out ({type(exc).__name__})")
+    return TransportError(
+        f"{type(transport).__name__} failed with {type(exc).__name__}"
+        " (a transport should raise FreedomPayError subclasses only)"
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header of a reply, its name matched without regard to case (in any mapping)."""
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+    return value
+
+
+def _log_retry(
+    endpoint: Endpoint[Any, Any],
+    identifier: str | None,
+    attempt: int,
+    max_attempts: int,
+    error: FreedomPayError,
+    delay: float,
+) -> None:
+    if logger.isEnabledFor(logging.WARNING):
+        logger.warning(
+            "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",
+            endpoint.name,
+            identifier,
+            attempt,
+            max_attempts,
+            type(error).__name__,
+            error.message,
+            delay,
+            extra={
+                "endpoint": endpoint.name,
+                "identifier": identifier,
+                "attempt": attempt,
+                "http_status": error.http_status,
+                "delay": delay,
+            },
+        )
 
 
 def _log_done(
@@ -438,4 +576,4 @@ def _resolve_base_url(base_url: str | None, region: str | None) -> str:
     return str(url.origin())
 
 
-__all__ = ["FreedomPayClient"]
+__all__ = ["FreedomPayClient", "Request"]

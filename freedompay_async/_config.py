@@ -32,12 +32,6 @@ DNS_CACHE_TTL: Final = 300
 #: Idle keep-alive sockets are closed after this many seconds, below common server cut-offs.
 KEEPALIVE_TIMEOUT: Final = 15.0
 
-#: Total time limits this long or longer are checked by one shared timer ticking every
-#: ``DEADLINE_TICK`` seconds (so they fire up to a tick late; aiohttp itself rounds such limits up
-#: to whole seconds); shorter ones get a precise timer of their own.
-COARSE_TIMEOUT: Final = 5.0
-DEADLINE_TICK: Final = 0.5
-
 #: Replies larger than this are refused without being buffered whole.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
 #: How much of an unexpected body an exception carries.
@@ -67,10 +61,9 @@ class Timeout:
     wait between attempts: a retry gets only the time left); ``connect`` bounds getting a
     connection from the pool and opening it, and ``read`` each wait for bytes from the server,
     per attempt.
-    On Python 3.11+ a ``total`` of :data:`COARSE_TIMEOUT` seconds or more is checked by one
-    timer shared by all requests, ticking every :data:`DEADLINE_TICK` seconds, so it may fire
-    up to a tick late (aiohttp rounds such limits up to whole seconds itself); shorter totals
-    are exact.
+    The default transport checks a ``total`` of 5 seconds or more with one timer shared by
+    all requests, ticking every half second (Python 3.11+), so it may fire up to half a second
+    late; shorter totals are exact.
 
     >>> Timeout(total=10, connect=2)
     Timeout(total=10, connect=2, read=None)

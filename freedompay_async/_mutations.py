@@ -26,8 +26,8 @@ reports the outcome of every request it accepted. (A caller who reuses a ``reque
 different operation breaks it: the reconciled outcome would be the other operation's.)
 
 ``RetryPolicy(resend_mutations=False)`` sends each mutation once (no resend, no reconciliation).
-This module wraps ``FreedomPayClient._request`` (one send per call for a mutation) and touches
-nothing in it.
+This module calls the client's request path (which sends a mutation once per call: it retries
+reads only) through the bound function the client gives its resources.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from ._client import FreedomPayClient
+    from ._client import Request
+    from ._retry import RetryPolicy
 
 logger = logging.getLogger("freedompay_async")
 
@@ -108,32 +109,32 @@ class _Deadline:
 
 
 async def send_mutation(
-    client: FreedomPayClient,
+    send: Request,
+    policy: RetryPolicy,
     endpoint: Endpoint[RequestT, MutationT],
     request: RequestT,
     *,
     identifier: str | None,
     request_id: UUID,
-    limits: Timeout | None,
+    limits: Timeout,
     resume: bool = False,
 ) -> MutationT:
     """Send one mutation and return its definite outcome (see the module docstring).
 
-    ``limits`` are the call's (``None``: the client's); ``limits.total`` bounds the whole call.
+    ``send`` is the client's request path, ``policy`` its retry policy (resends, backoff);
+    ``limits`` are the call's time limits: ``limits.total`` bounds the whole call.
     ``resume``: this call repeats one whose outcome was unknown, so even a 1002 on its first
     send means an earlier send landed, and is reconciled.
     Raises the mutation's own errors (``WalletClosedError``, ``DuplicateRequestError`` for a
     reused id, ...), or ``MutationOutcomeUnknownError`` when the outcome cannot be known.
     """
-    policy = client.retry
-    limits = client.timeout if limits is None else limits
     deadline = _Deadline(limits.total)
     sends = 0
     while True:
         sends += 1
         try:
             with deadline.scope():
-                return await client._request(
+                return await send(
                     endpoint, request, identifier=identifier, request_id=request_id, timeout=limits
                 )
         except DuplicateRequestError as error:
@@ -142,7 +143,7 @@ async def send_mutation(
                 raise  # the caller's request_id was used before this call
             # An earlier send of this very request reached the server: learn what it did.
             return await _reconcile(
-                client, endpoint, identifier, request_id, limits, deadline, sends, error
+                send, endpoint, identifier, request_id, limits, deadline, sends, error
             )
         except FreedomPayError as error:
             error.attempts = sends
@@ -167,11 +168,11 @@ async def send_mutation(
     if not policy.resend_mutations:
         raise _unknown(endpoint, identifier, request_id, sends, last)
     # Every send failed: Request status may still know (an earlier send may have got through).
-    return await _reconcile(client, endpoint, identifier, request_id, limits, deadline, sends, last)
+    return await _reconcile(send, endpoint, identifier, request_id, limits, deadline, sends, last)
 
 
 async def _reconcile(
-    client: FreedomPayClient,
+    send: Request,
     endpoint: Endpoint[Any, MutationT],
     identifier: str | None,
     request_id: UUID,
@@ -186,7 +187,7 @@ async def _reconcile(
         raise _unknown(endpoint, identifier, request_id, sends, cause)
     try:
         with deadline.scope():
-            status = await client._request(
+            status = await send(
                 _protocol.REQUEST_STATUS,
                 RequestStatusRequest(request_id=request_id),
                 request_id=request_id,
@@ -231,14 +232,14 @@ async def _reconcile(
     if isinstance(result, WalletAdded):
         wallet = status.wallet
         if wallet is None and identifier is not None and state is RequestStatus.SUCCESS:
-            wallet = await _wallet_of(client, identifier, limits, deadline)
+            wallet = await _wallet_of(send, identifier, limits, deadline)
         if wallet is not None:
             result = msgspec.structs.replace(result, wallet=wallet)
     return result
 
 
 async def _wallet_of(
-    client: FreedomPayClient, identifier: str, limits: Timeout, deadline: _Deadline
+    send: Request, identifier: str, limits: Timeout, deadline: _Deadline
 ) -> PartialWallet | None:
     """The wallet an Add created, by its identifier; ``None`` if it cannot be fetched in time
     (the Add is known to have succeeded all the same)."""
@@ -246,7 +247,7 @@ async def _wallet_of(
         return None
     try:
         with deadline.scope():
-            info = await client._request(
+            info = await send(
                 _protocol.INFO,
                 InfoRequest(identifier=identifier),
                 identifier=identifier,

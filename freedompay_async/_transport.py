@@ -1,23 +1,33 @@
-"""The one module that talks HTTP: a lazily created aiohttp session and ``send()``.
+"""The default :class:`~freedompay_async.transport.Transport`: aiohttp, one connection pool.
 
-``send(path, headers, body, timeout)`` returns ``(http_status, body_bytes, retry_after)`` or raises a typed
+The only module of the package that imports aiohttp (``testing`` aside). ``send`` returns a
+:class:`~freedompay_async.transport.TransportResponse` or raises a typed
 :class:`~freedompay_async.errors.TransportError` / ``RequestTimeoutError`` /
-``ResponseDecodeError`` (body over the size cap). Everything above it is pure.
+``ResponseTooLargeError`` (body over the size cap) / ``ClientClosedError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._config import COARSE_TIMEOUT, DEADLINE_TICK, DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, Timeout
+from ._config import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_HOST,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DNS_CACHE_TTL,
+    KEEPALIVE_TIMEOUT,
+    Timeout,
+)
+from ._deadlines import SUPPORTED as DEADLINES_SUPPORTED
+from ._deadlines import Deadlines
+from ._validate import check_int
 from .errors import (
     ClientClosedError,
     RequestTimeoutError,
@@ -25,116 +35,47 @@ from .errors import (
     TransportError,
     excerpt,
 )
+from .transport import TransportResponse
 
-#: Long total limits are enforced by ``_Deadlines``, which needs ``Task.uncancel()`` (3.11+).
-#: Short ones, and all of them on 3.10, are aiohttp's own ``total`` (a precise timer per request).
-_COARSE_DEADLINES: Final = sys.version_info >= (3, 11)
-#: Distinct Timeout values whose aiohttp timeouts are kept (per kind).
-_TIMEOUT_CACHE: Final = 32
-
-
-class _Deadlines:
-    """Total time limits of the requests in flight, checked by one timer for all of them.
-
-    A per-request timer (aiohttp's ``total``, or ``asyncio.timeout``) costs a timer handle, a
-    heap push and a cancellation for every request, and ``async with asyncio.Timeout`` two
-    coroutines more: together about 3 of the ~65 microseconds of CPU a lookup takes. Limits of
-    :data:`COARSE_TIMEOUT` seconds or more (which aiohttp rounds up to whole seconds anyway)
-    are instead registered here under the request's task; one shared tick every
-    :data:`DEADLINE_TICK` seconds cancels the tasks whose time has come. Entering and leaving
-    follow :class:`asyncio.Timeout` (3.11) step for step: the task's ``cancelling()`` count is
-    noted on entry; on exit an expired request calls ``uncancel()``, and only when no other
-    cancellation is pending and the request ended in ``CancelledError`` does it become a
-    timeout, so a cancellation from outside stays a cancellation and none is left behind.
-    Shorter limits, and a request nested in another one of the same task (a trace callback
-    calling the client), get aiohttp's precise per-request ``total`` instead.
-    """
-
-    __slots__ = ("_active", "_expired", "_handle", "_loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        #: task -> (its deadline on the loop clock, its ``cancelling()`` count on entry)
-        self._active: dict[asyncio.Task[Any], tuple[float, int]] = {}
-        #: task -> its ``cancelling()`` count on entry, for tasks the tick has cancelled
-        self._expired: dict[asyncio.Task[Any], int] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def enter(self, total: float) -> asyncio.Task[Any] | None:
-        """Register the current task's request for ``total`` seconds; return the task.
-
-        Call it from a task running on this registry's event loop. ``None`` means "not here":
-        the caller then uses aiohttp's precise ``total``. Nothing
-        may run between this call and the caller's ``try`` (no ``await``), and the caller
-        must call :meth:`leave` when its request ends, however it ends.
-        """
-        if total < COARSE_TIMEOUT:
-            return None
-        # The caller (``send``) has checked that this is our loop: naming it spares
-        # current_task() a get_running_loop() (a getpid() system call on 3.11).
-        task = asyncio.current_task(self._loop)
-        if task is None or task in self._active or task in self._expired:
-            return None
-        loop = self._loop
-        untyped: Any = task  # Task.cancelling() and uncancel() are 3.11+, where this is used
-        self._active[task] = (loop.time() + total, untyped.cancelling())
-        if self._handle is None:
-            self._handle = loop.call_later(DEADLINE_TICK, self._tick)
-        return task
-
-    def leave(self, task: asyncio.Task[Any]) -> bool:
-        """The request of ``task`` has ended. True when its deadline expired and the
-        cancellation that ended it was the deadline's alone (``asyncio.Timeout.__aexit__``)."""
-        if self._active.pop(task, None) is not None:
-            return False
-        cancelling = self._expired.pop(task, None)
-        if cancelling is None:  # closed meanwhile
-            return False
-        untyped: Any = task
-        pending: int = untyped.uncancel()
-        return pending <= cancelling
-
-    def _tick(self) -> None:
-        self._handle = None
-        now = self._loop.time()
-        active = self._active
-        expired = [task for task, (when, _) in active.items() if when <= now]
-        for task in expired:
-            _, cancelling = active.pop(task)
-            self._expired[task] = cancelling
-            task.cancel()  # asyncio.Timeout._on_timeout
-        if active:
-            self._handle = self._loop.call_later(DEADLINE_TICK, self._tick)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._active.clear()
-        self._expired.clear()
+#: Parsed URLs kept (the client sends to a handful of endpoints).
+_URL_CACHE: Final = 64
 
 
 class AiohttpTransport:
-    """Owns (or borrows) one :class:`aiohttp.ClientSession` and sends signed POSTs through it.
+    """Sends through one :class:`aiohttp.ClientSession`, its own or the caller's.
 
     The session and its connector are created on first use, inside the running event loop,
-    so a transport may be built anywhere. A caller-owned ``session`` is used as is and never
-    closed here.
+    so a transport may be built anywhere; it is then bound to that loop. A caller-owned
+    ``session`` is used as is (pool options do not apply to it) and never closed here.
+
+    Args:
+        session: a caller-owned :class:`aiohttp.ClientSession` to send through.
+        max_connections: pool size (sockets across all hosts).
+        max_connections_per_host: per-host cap; 0 means only ``max_connections`` applies.
+        max_response_bytes: replies larger than this once decoded (gzip etc. inflated) are
+            refused as soon as the cap is passed, never buffered whole.
+        ssl: an :class:`ssl.SSLContext` for TLS (custom CA, client certificates).
+            Verification is on by default.
+        trace_configs: :class:`aiohttp.TraceConfig` objects, for users who trace requests.
     """
 
     def __init__(
         self,
-        base_url: str,
         *,
         session: aiohttp.ClientSession | None = None,
-        max_connections: int,
-        max_connections_per_host: int,
-        user_agent: str,
-        max_response_bytes: int,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_host: int = DEFAULT_MAX_CONNECTIONS_PER_HOST,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl: ssl_module.SSLContext | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        self._base_url = URL(base_url)
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError("session must be an aiohttp.ClientSession")
+        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext (verification is on by default)")
+        check_int(max_connections, "max_connections", 1)
+        check_int(max_connections_per_host, "max_connections_per_host", 0)
+        check_int(max_response_bytes, "max_response_bytes", 1)
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
@@ -143,18 +84,10 @@ class AiohttpTransport:
         self._ssl = ssl
         self._trace_configs = list(trace_configs) if trace_configs else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Long total limits of the requests in flight (created with the loop, 3.11+).
+        self._deadlines: Deadlines | None = None
         self._closed = False
         self._urls: dict[str, URL] = {}
-        self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
-        self._precise_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
-        self._deadlines: _Deadlines | None = None
-        # Nearly every request uses the client's one Timeout: skip hashing it each time.
-        self._last_timeout: Timeout | None = None
-        self._last_client_timeout = aiohttp.ClientTimeout()
-        common = {"Content-Type": "application/json", "User-Agent": user_agent}
-        # Our own session carries the constant headers; a borrowed one gets them per request.
-        self._session_headers = common if self._owns_session else {}
-        self._request_headers = {} if self._owns_session else common
 
     @property
     def closed(self) -> bool:
@@ -167,8 +100,8 @@ class AiohttpTransport:
 
     @property
     def pool_size(self) -> int | None:
-        """How many requests to the API host can be in flight at once (``None``: no cap):
-        the pool's ``limit`` and ``limit_per_host``, the caller's session's included."""
+        """How many requests can be in flight at once (``None``: no cap): the pool's ``limit``
+        and ``limit_per_host``, the caller's session's included."""
         if self._owns_session:
             limits = (self._max_connections, self._max_connections_per_host)
         else:
@@ -178,7 +111,18 @@ class AiohttpTransport:
         return min(positive) if positive else None
 
     def _open(self) -> aiohttp.ClientSession:
+        """The session, checked (open, this loop) or created on first use."""
+        if self._closed:
+            raise ClientClosedError("the transport is closed")
         loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._deadlines = Deadlines(loop) if DEADLINES_SUPPORTED else None
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "this AiohttpTransport is bound to the event loop it was first used in; "
+                "create one per event loop (e.g. per asyncio.run call)"
+            )
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
@@ -191,106 +135,63 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
-                headers=self._session_headers,
                 trace_configs=self._trace_configs,
                 # Per-request timeouts are always given; no session-wide default applies.
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
             )
-        self._loop = loop
-        self._deadlines = _Deadlines(loop) if _COARSE_DEADLINES else None
         return self._session
 
-    def _check_loop(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise ClientClosedError("the FreedomPayClient is closed; create a new one")
-        session = self._session
-        if session is None or self._loop is None:
-            return self._open()
-        if asyncio.get_running_loop() is not self._loop:
-            raise RuntimeError(
-                "this FreedomPayClient is bound to the event loop it was first used in; "
-                "create one client per event loop (e.g. per asyncio.run call)"
-            )
-        return session
-
-    def url(self, path: str) -> URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = self._base_url.join(URL(path))
-        return url
-
-    def _client_timeout(self, timeout: Timeout, *, total: bool) -> aiohttp.ClientTimeout:
-        """aiohttp's timeouts for ``timeout``: connect and read always, and the total limit
-        too when ``total`` is true (that is, when ``_Deadlines`` does not enforce it)."""
-        # Retries get the time left before the call's deadline: a new Timeout each time, so
-        # the caches stop growing at _TIMEOUT_CACHE entries.
-        if total:
-            precise = self._precise_timeouts.get(timeout)
-            if precise is None:
-                precise = aiohttp.ClientTimeout(
-                    total=timeout.total, connect=timeout.connect, sock_read=timeout.read
-                )
-                if len(self._precise_timeouts) < _TIMEOUT_CACHE:
-                    self._precise_timeouts[timeout] = precise
-            return precise
-        client_timeout = self._timeouts.get(timeout)
-        if client_timeout is None:
-            client_timeout = aiohttp.ClientTimeout(
-                total=None, connect=timeout.connect, sock_read=timeout.read
-            )
-            if len(self._timeouts) < _TIMEOUT_CACHE:
-                self._timeouts[timeout] = client_timeout
-        self._last_timeout, self._last_client_timeout = timeout, client_timeout
-        return client_timeout
+    def _url(self, url: str) -> URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url)
+            if len(self._urls) < _URL_CACHE:
+                self._urls[url] = parsed
+        return parsed
 
     async def send(
-        self, path: str, headers: Mapping[str, str], body: bytes, timeout: Timeout
-    ) -> tuple[int, bytes, str | None]:
-        """POST ``body`` to ``path``; return the HTTP status, the whole reply body, and the
-        ``Retry-After`` header of an error reply (``None`` on success)."""
-        session = self._session
-        if session is None or self._closed or asyncio.get_running_loop() is not self._loop:
-            session = self._check_loop()
-        if self._request_headers:
-            headers = {**self._request_headers, **headers}
-        total = timeout.total
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: Timeout
+    ) -> TransportResponse:
+        """POST ``body`` to ``url``; return the status, headers and whole body of the reply."""
+        session = self._open()
+        # A long total limit is the shared tick's (see _deadlines), a short one aiohttp's own
+        # timer for this request.
         deadlines = self._deadlines
-        coarse = None if total is None or deadlines is None else deadlines.enter(total)
-        if coarse is not None and timeout is self._last_timeout:
-            client_timeout = self._last_client_timeout  # nearly every request: the client's
-        else:
-            client_timeout = self._client_timeout(timeout, total=coarse is None)
+        task = None if deadlines is None else deadlines.enter(timeout.total)
+        limits = aiohttp.ClientTimeout(
+            total=None if task is not None else timeout.total,
+            connect=timeout.connect,
+            sock_read=timeout.read,
+        )
         expired = False
         try:
             try:
                 async with session.post(
-                    self._urls.get(path) or self.url(path),
+                    self._url(url),
                     data=body,
                     headers=headers,
-                    timeout=client_timeout,
+                    timeout=limits,
                     allow_redirects=False,
                 ) as response:
-                    status = response.status
-                    if status < 400:
-                        length = response.content_length
-                        if (
-                            length is not None
-                            and length <= self._max_response_bytes
-                            and "Content-Encoding" not in response.headers
-                        ):
-                            # The common case: the body is exactly Content-Length bytes.
-                            return status, await response.read(), None
-                        return status, await self._read(response), None
-                    retry_after = response.headers.get("Retry-After")
-                    return status, await self._read(response), retry_after
+                    length = response.content_length
+                    if (
+                        length is not None
+                        and length <= self._max_response_bytes
+                        and "Content-Encoding" not in response.headers
+                    ):
+                        # The common case: the body is exactly Content-Length bytes.
+                        reply = await response.read()
+                    else:
+                        reply = await self._read(response)
+                    return TransportResponse(response.status, response.headers, reply)
             finally:
-                if coarse is not None and deadlines is not None:
-                    expired = deadlines.leave(coarse)
+                if task is not None and deadlines is not None:
+                    expired = deadlines.leave(task)
         except asyncio.CancelledError as exc:
+            _redact(exc)  # what it interrupted may hold the request's headers
             if not expired:
                 raise
-            _redact(exc)
             # What asyncio.Timeout raises when it expires: TimeoutError from the cancellation.
             timed_out = TimeoutError()
             timed_out.__cause__ = exc

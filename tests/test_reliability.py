@@ -434,10 +434,10 @@ needs_asyncio_timeout = pytest.mark.skipif(
 @pytest.fixture
 def quick_coarse_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make "long" totals short enough to test: coarse from 0.2 s, a tick every 0.05 s."""
-    from freedompay_async import _transport
+    from freedompay_async import _deadlines
 
-    monkeypatch.setattr(_transport, "COARSE_TIMEOUT", 0.2)
-    monkeypatch.setattr(_transport, "DEADLINE_TICK", 0.05)
+    monkeypatch.setattr(_deadlines, "COARSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(_deadlines, "DEADLINE_TICK", 0.05)
 
 
 @pytest.fixture
@@ -460,7 +460,7 @@ async def test_a_coarse_total_limit_fires_within_a_tick(
         await stalled_client.wallets.info("user-1")
     waited = loop.time() - started
     assert 0.3 <= waited < 0.3 + 0.05 + 0.2  # one tick late at most (plus slack)
-    deadlines = stalled_client._transport._deadlines
+    deadlines = stalled_client.transport._deadlines
     assert deadlines is not None
     assert deadlines._active == {}
     fake.clear_faults()
@@ -480,7 +480,7 @@ async def test_cancelling_a_call_under_a_coarse_limit_is_a_cancellation_not_a_ti
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    deadlines = stalled_client._transport._deadlines
+    deadlines = stalled_client.transport._deadlines
     assert deadlines is not None
     assert deadlines._active == {}
     await asyncio.sleep(0.4)  # past the deadline: the tick must not touch anything
@@ -499,7 +499,7 @@ async def test_a_coarse_timeout_leaves_no_cancellation_behind(
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0.01)  # this task goes on undisturbed
-    deadlines = stalled_client._transport._deadlines
+    deadlines = stalled_client.transport._deadlines
     assert deadlines is not None and deadlines._active == {} and deadlines._expired == {}
 
 
@@ -510,7 +510,7 @@ async def test_a_cancellation_racing_the_coarse_deadline_stays_a_cancellation(
     task = asyncio.create_task(stalled_client.wallets.info("user-1"))
     while fake.stats.in_flight == 0:
         await asyncio.sleep(0.005)
-    deadlines = stalled_client._transport._deadlines
+    deadlines = stalled_client.transport._deadlines
     assert deadlines is not None and len(deadlines._active) == 1
     # The caller cancels, and the deadline expires in the same loop round.
     task.cancel()
@@ -528,7 +528,7 @@ async def test_a_nested_request_of_the_same_task_gets_a_precise_timer(
 ) -> None:
     async with fake.client() as client:
         await client.wallets.info("user-1")  # opens the session and the deadline registry
-        deadlines = client._transport._deadlines
+        deadlines = client.transport._deadlines
         assert deadlines is not None
         task = deadlines.enter(30.0)
         assert task is asyncio.current_task()

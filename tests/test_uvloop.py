@@ -13,11 +13,11 @@ uvloop = pytest.importorskip("uvloop")
 
 
 def test_everything_works_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    from freedompay_async import _transport
+    from freedompay_async import _deadlines
 
     # The 0.2 s total below goes through the shared-tick deadlines, not a timer of its own.
-    monkeypatch.setattr(_transport, "COARSE_TIMEOUT", 0.1)
-    monkeypatch.setattr(_transport, "DEADLINE_TICK", 0.05)
+    monkeypatch.setattr(_deadlines, "COARSE_TIMEOUT", 0.1)
+    monkeypatch.setattr(_deadlines, "DEADLINE_TICK", 0.05)
 
     async def main() -> tuple[Decimal, int, type[Exception]]:
         async with FakeFreedomPay(wallets=200) as fake, fake.client(max_retries=0) as client:

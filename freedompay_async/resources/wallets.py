@@ -55,7 +55,8 @@ from ..models import (
 )
 
 if TYPE_CHECKING:
-    from .._client import FreedomPayClient
+    from .._client import Request
+    from .._retry import RetryPolicy
 
 __all__ = ["Wallets", "check_identifier"]
 
@@ -75,10 +76,18 @@ class Wallets:
     README, "Mutations"). The id is on the result and on every error.
     """
 
-    __slots__ = ("_client",)
+    __slots__ = ("_pool_size", "_request", "_retry", "_timeout")
 
-    def __init__(self, client: FreedomPayClient) -> None:
-        self._client = client
+    def __init__(
+        self, request: Request, *, retry: RetryPolicy, timeout: Timeout, pool_size: int | None
+    ) -> None:
+        #: The client's request path, bound to it (or to a ``with_options`` view of it), and
+        #: that client's retry policy and time limits, which mutations apply themselves.
+        self._request = request
+        self._retry = retry
+        self._timeout = timeout
+        #: Requests the transport can carry at once (``None``: no cap), for ``info_many``.
+        self._pool_size = pool_size
 
     async def info(self, identifier: str, *, timeout: float | Timeout | None = None) -> WalletInfo:
         """Look a wallet up by its partner-side identifier.
@@ -92,7 +101,7 @@ class Wallets:
             ValueError / TypeError: ``identifier`` is empty, not a str or too long (not sent).
         """
         check_identifier(identifier)
-        return await self._client._request(
+        return await self._request(
             _protocol.INFO,
             InfoRequest(identifier=identifier),
             identifier=identifier,
@@ -116,7 +125,7 @@ class Wallets:
             ValueError / TypeError: bad ``identifier`` (not sent).
         """
         check_identifier(identifier)
-        return await self._client._request(
+        return await self._request(
             _protocol.BALANCE,
             BalanceRequest(identifier=identifier),
             identifier=identifier,
@@ -148,7 +157,7 @@ class Wallets:
         """
         check_identifier(identifier)
         start_at, end_at = check_period(start, end)
-        return await self._client._request(
+        return await self._request(
             _protocol.STATEMENT,
             StatementRequest(identifier=identifier, start_date=start_at, end_date=end_at),
             identifier=identifier,
@@ -332,7 +341,7 @@ class Wallets:
             ValueError / TypeError: ``request_id`` is not a UUID (not sent).
         """
         rid = check_request_id(request_id)
-        return await self._client._request(
+        return await self._request(
             _protocol.REQUEST_STATUS,
             RequestStatusRequest(request_id=rid),
             request_id=rid,
@@ -440,12 +449,13 @@ class Wallets:
         if wait:
             check_optional_seconds(wait_timeout, "wait_timeout")
         result = await send_mutation(
-            self._client,
+            self._request,
+            self._retry,
             endpoint,
             request,
             identifier=identifier,
             request_id=request_id,
-            limits=None if timeout is None else Timeout.coerce(timeout),
+            limits=self._timeout if timeout is None else Timeout.coerce(timeout),
             resume=resume,
         )
         state = result.request_status
@@ -511,7 +521,7 @@ class Wallets:
         :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
         """
         Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
-        pool = self._client._transport.pool_size
+        pool = self._pool_size
         if concurrency == "auto":
             # The limit grows up to the pool size (a borrowed session without a limit: the
             # SDK's default pool size); a larger max_concurrency is capped like a number.
@@ -521,7 +531,7 @@ class Wallets:
                 max_concurrency = _within_pool(max_concurrency, pool, name="max_concurrency")
         else:
             concurrency = _within_pool(concurrency, pool)
-        request = self._client._request
+        request = self._request
         endpoint = _protocol.INFO
 
         def lookup(identifier: str) -> Awaitable[WalletInfo]:

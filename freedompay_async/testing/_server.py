@@ -29,6 +29,7 @@ from .._config import Timeout
 from .._jws import SignatureError, verify
 from .._retry import RetryPolicy
 from .._validate import check_instance, check_int, check_seconds
+from ..transport import Transport
 from ._faults import FaultInjector, Faults
 from ._state import (
     FakeLedger,
@@ -320,6 +321,7 @@ class FakeFreedomPay:
         max_response_bytes: int = _config.DEFAULT_MAX_RESPONSE_BYTES,
         ssl: ssl_module.SSLContext | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        transport: Transport | None = None,
     ) -> FreedomPayClient:
         """A :class:`FreedomPayClient` pointed at this server with its credentials.
 
@@ -342,6 +344,7 @@ class FakeFreedomPay:
             max_response_bytes=max_response_bytes,
             ssl=ssl,
             trace_configs=trace_configs,
+            transport=transport,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
