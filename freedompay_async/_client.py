@@ -23,6 +23,15 @@ from ._jws import ALGORITHMS, Signer
 from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport
+from ._validate import (
+    check_choice,
+    check_credential,
+    check_header_value,
+    check_instance,
+    check_int,
+    invalid,
+    wrong_type,
+)
 from .errors import (
     APIError,
     ClientClosedError,
@@ -105,17 +114,11 @@ class FreedomPayClient:
     ) -> None:
         auth_id = _credential("auth_id", auth_id, _config.ENV_AUTH_ID)
         secret = _credential("secret_key", secret_key, _config.ENV_SECRET_KEY)
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
-        _positive_int("max_connections", max_connections)
-        _positive_int("max_connections_per_host", max_connections_per_host, allow_zero=True)
-        _positive_int("max_response_bytes", max_response_bytes)
+        check_choice(algorithm, "algorithm", ALGORITHMS)
         if user_agent is not None:
-            if not isinstance(user_agent, str):
-                raise TypeError("user_agent must be a str")
-            _check_header_value("user_agent", user_agent)
+            check_header_value("user_agent", user_agent)
         if transport is None:
-            # Checks session and ssl (TypeError) before anything else is built.
+            # It checks its options (pool sizes, session, ssl); it opens nothing yet.
             transport = AiohttpTransport(
                 session=session,
                 max_connections=max_connections,
@@ -126,9 +129,11 @@ class FreedomPayClient:
             )
         else:
             if not isinstance(transport, Transport):
-                raise TypeError(
-                    "transport must have async send() and aclose() methods"
-                    " (see freedompay_async.transport.Transport)"
+                wrong_type(
+                    "transport",
+                    "an object with async send() and aclose() methods"
+                    " (see freedompay_async.transport.Transport)",
+                    transport,
                 )
             defaults: dict[str, tuple[object, object]] = {
                 "session": (session, None),
@@ -143,15 +148,13 @@ class FreedomPayClient:
             }
             given = [name for name, (value, default) in defaults.items() if value is not default]
             if given:
-                raise ValueError(
+                invalid(
                     f"{', '.join(given)}: options of the default transport; with transport=,"
                     " give them to the transport (e.g. AiohttpTransport(...)) instead"
                 )
         pool_size = getattr(transport, "pool_size", None)
-        if pool_size is not None and (
-            isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-        ):
-            raise ValueError(f"transport.pool_size must be None or an int >= 1, not {pool_size!r}")
+        if pool_size is not None:
+            check_int(pool_size, "transport.pool_size (or None)", 1)
 
         self._auth_id = auth_id
         self._secret = secret.encode("utf-8")
@@ -432,15 +435,12 @@ class _Options:
 
 
 def _retry_policy(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise TypeError("retry must be a freedompay_async.RetryPolicy")
+    if retry is not None:
+        check_instance(retry, RetryPolicy, "retry", "a freedompay_async.RetryPolicy")
     policy = retry or RetryPolicy()
     if max_retries is None:
         return policy
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-        raise TypeError("max_retries must be an int")
-    if max_retries < 0:
-        raise ValueError("max_retries must be >= 0")
+    check_int(max_retries, "max_retries", 0)
     return dataclasses.replace(policy, max_attempts=max_retries + 1)
 
 
@@ -524,55 +524,28 @@ def _log_done(
 
 
 def _credential(name: str, value: str | None, env: str) -> str:
+    """A credential from its argument, else from the environment; never echoed in errors."""
     if value is None:
         value = os.environ.get(env)
         if value is None:
-            raise ValueError(f"{name} is required: pass {name}=... or set ${env}")
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str")
-    if not value.strip():
-        raise ValueError(f"{name} must not be empty")
-    _check_header_value(name, value)
-    return value
-
-
-def _check_header_value(name: str, value: str) -> None:
-    """Refuse a value that can never work in a header or a signature: surrounding whitespace
-    or control characters (CR, LF, NUL, ...). The message names the option, never the value."""
-    if value != value.strip():
-        raise ValueError(f"{name} must not start or end with whitespace")
-    if not value.isprintable():
-        raise ValueError(f"{name} must not contain control characters (CR, LF, NUL, ...)")
-
-
-def _positive_int(name: str, value: int, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value}")
+            invalid(f"{name} is required: pass {name}=... or set ${env}")
+    return check_credential(name, value)
 
 
 def _resolve_base_url(base_url: str | None, region: str | None) -> str:
     if base_url is not None and region is not None:
-        raise ValueError("pass base_url or region, not both")
+        invalid("pass base_url or region, not both")
     if region is not None:
-        try:
-            return _config.REGIONS[region]
-        except KeyError:
-            raise ValueError(
-                f"unknown region {region!r}; expected one of {sorted(_config.REGIONS)}"
-            ) from None
+        return _config.REGIONS[check_choice(region, "region", _config.REGIONS)]
     if base_url is None:
         base_url = os.environ.get(_config.ENV_BASE_URL) or _config.REGIONS[_config.DEFAULT_REGION]
     if not isinstance(base_url, str):
-        raise TypeError("base_url must be a str")
+        wrong_type("base_url", "a str", base_url)
     url = URL(base_url)
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        invalid(f"base_url must be an http(s) URL, not {base_url!r}")
     if url.path not in ("", "/") or url.query_string or url.fragment:
-        raise ValueError(
-            f"base_url must be an origin like https://api.freedompay.kz, not {base_url!r}"
-        )
+        invalid(f"base_url must be an origin like https://api.freedompay.kz, not {base_url!r}")
     return str(url.origin())
 
 

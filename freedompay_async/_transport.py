@@ -27,7 +27,7 @@ from ._config import (
 )
 from ._deadlines import SUPPORTED as DEADLINES_SUPPORTED
 from ._deadlines import Deadlines
-from ._validate import check_int
+from ._validate import check_instance, check_int
 from .errors import (
     ClientClosedError,
     RequestTimeoutError,
@@ -69,12 +69,17 @@ class AiohttpTransport:
         ssl: ssl_module.SSLContext | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError("session must be an aiohttp.ClientSession")
-        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
-            raise TypeError("ssl must be an ssl.SSLContext (verification is on by default)")
+        if session is not None:
+            check_instance(session, aiohttp.ClientSession, "session", "an aiohttp.ClientSession")
+        if ssl is not None:
+            check_instance(
+                ssl,
+                ssl_module.SSLContext,
+                "ssl",
+                "an ssl.SSLContext (verification is on by default)",
+            )
         check_int(max_connections, "max_connections", 1)
-        check_int(max_connections_per_host, "max_connections_per_host", 0)
+        check_int(max_connections_per_host, "max_connections_per_host (0: no per-host cap)", 0)
         check_int(max_response_bytes, "max_response_bytes", 1)
         self._session = session
         self._owns_session = session is None
