@@ -25,9 +25,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freedompay_async import (
+    ArgumentTypeError,
     FreedomPayClient,
     FreedomPayError,
     HTTPStatusError,
+    InvalidArgumentError,
     InvalidRequestError,
     WalletInfo,
     WalletNotFoundError,
@@ -625,10 +627,27 @@ async def test_info_many_invalid_identifier_is_a_per_item_error_not_sent(
     assert [r.identifier for r in seen] == ids
     assert [r.ok for r in seen] == [True, False, False, False, True]
     for result in seen[1:4]:
-        assert isinstance(result.error, InvalidRequestError)
+        # Refused before sending, by the very check `info` runs: never the server's 1001.
+        assert isinstance(result.error, InvalidArgumentError)
+        assert isinstance(result.error, ValueError)
+        assert not isinstance(result.error, InvalidRequestError)
         assert result.error.error_code is None and result.error.http_status is None
-        assert isinstance(result.error.__cause__, ValueError)
     assert fake.stats.requests == 2
+
+
+@pytest.mark.parametrize("identifier", ["", "bad\x00id", "x" * 1000, 42, None])
+async def test_info_and_info_many_refuse_an_identifier_alike(
+    client: FreedomPayClient, fake: FakeFreedomPay, identifier: object
+) -> None:
+    with pytest.raises(FreedomPayError) as caught:
+        await client.wallets.info(identifier)  # type: ignore[arg-type]
+    async with client.wallets.info_many([identifier]) as results:  # type: ignore[list-item]
+        [result] = [r async for r in results]
+    assert type(result.error) is type(caught.value)
+    assert str(result.error) == str(caught.value)
+    expected = InvalidArgumentError if isinstance(identifier, str) else ArgumentTypeError
+    assert isinstance(caught.value, expected)
+    assert fake.stats.requests == 0
 
 
 async def test_info_many_uses_the_clients_retry_options(
@@ -644,9 +663,15 @@ async def test_info_many_uses_the_clients_retry_options(
     assert isinstance(result.error, HTTPStatusError) and result.error.http_status == 503
 
 
-async def test_info_many_non_str_item_stops_with_type_error(client: FreedomPayClient) -> None:
-    with pytest.raises(TypeError, match="must be a str"):
-        await drain(client.wallets.info_many(["user-1", 42]))  # type: ignore[list-item]
+async def test_info_many_non_str_item_is_reported_on_its_item(
+    client: FreedomPayClient, fake: FakeFreedomPay
+) -> None:
+    async with client.wallets.info_many(["user-1", 42, "user-2"], ordered=True) as results:  # type: ignore[list-item]
+        seen = [r async for r in results]
+    assert [r.ok for r in seen] == [True, False, True]
+    assert isinstance(seen[1].error, ArgumentTypeError) and isinstance(seen[1].error, TypeError)
+    assert "identifier must be a str, not int" in str(seen[1].error)
+    assert fake.stats.requests == 2
 
 
 async def test_info_many_bad_arguments_send_nothing(
@@ -654,7 +679,7 @@ async def test_info_many_bad_arguments_send_nothing(
 ) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         client.wallets.info_many(["user-1"], concurrency=0)
-    with pytest.raises(ValueError, match="Timeout"):
+    with pytest.raises(InvalidArgumentError, match="timeout"):
         client.wallets.info_many(["user-1"], timeout=-1)
     with pytest.raises(TypeError, match="single str"):
         client.wallets.info_many("user-1")

@@ -174,7 +174,7 @@ async def test_a_line_that_is_not_utf8_is_not_sent_and_names_its_line(
     rows = {row["identifier"]: row for row in map(json.loads, out.read_text().splitlines())}
     assert set(rows) == {"user-1", "user-\\xff\\xfe2", "user-3"}
     bad = rows["user-\\xff\\xfe2"]
-    assert bad["ok"] is False and bad["error"] == "InvalidRequestError"
+    assert bad["ok"] is False and bad["error"] == "InvalidArgumentError"
     assert "line 3" in bad["message"] and "UTF-8" in bad["message"]
     assert fake.stats.requests == 2  # the bad line was never sent (no U+FFFD lookup)
     assert "1 input line not UTF-8" in err

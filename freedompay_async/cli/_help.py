@@ -55,7 +55,7 @@ examples:
   freedompay-async poll --distributed redis://host:6379/0 ids.txt --out b.jsonl
 
 input: one identifier per line; blank lines and surrounding spaces are ignored; a line that
-is not UTF-8 is not sent (its row has error InvalidRequestError and names the line).
+is not UTF-8 is not sent (its row has error InvalidArgumentError and names the line).
 
 output: --out FILE is never replaced: an existing non-empty file is refused unless --resume
 (skip the identifiers already in it, append the rest) or --overwrite. A file that another

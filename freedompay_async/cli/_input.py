@@ -32,7 +32,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _THREAD_BATCH: Final = 4096
 #: ``Row.error`` of an input line that could not be sent (as ``info_many`` names identifiers
 #: refused before sending).
-REFUSED: Final = "InvalidRequestError"
+REFUSED: Final = "InvalidArgumentError"
 
 
 class IdsFile:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from datetime import datetime
@@ -32,10 +33,11 @@ from .._validate import (
     check_reason,
     check_request_id,
     check_seconds,
+    invalid,
     request_id_or_new,
 )
 from ..batch import DEFAULT_CONCURRENCY, DEFAULT_RETRY_BUDGET, Batch, BatchStats, amap
-from ..errors import FreedomPayError, InvalidRequestError, WaitTimeoutError
+from ..errors import FreedomPayError, WaitTimeoutError
 from ..models import (
     AddRequest,
     BalanceRequest,
@@ -378,7 +380,7 @@ class Wallets:
         delay = check_seconds(poll_interval, "poll_interval")
         cap = check_seconds(max_poll_interval, "max_poll_interval")
         if cap < delay:
-            raise ValueError("max_poll_interval must not be smaller than poll_interval")
+            invalid("max_poll_interval must not be smaller than poll_interval")
 
         outcome = await poll_until(
             lambda: self.request_status(rid),
@@ -501,11 +503,11 @@ class Wallets:
             identifiers: partner-side wallet identifiers.
             concurrency: requests in flight at most, or ``"auto"``: a limit that follows the
                 server's pace (see :func:`~freedompay_async.batch.amap`), up to
-                ``max_concurrency``. A number is capped at the connection pool size
-                (``max_connections``), with one WARNING log line, since a request queued for a
-                socket would spend its time limits waiting.
+                ``max_concurrency``. A number is capped at the transport's pool size
+                (``max_connections`` for the default one), with one WARNING log line, since a
+                request queued for a socket would spend its time limits waiting.
             max_concurrency: with ``"auto"``, the most requests in flight (default: the
-                client's pool size, ``max_connections``).
+                transport's pool size, ``max_connections`` for the default one).
             rate_limit: requests started per second at most (``None``: no limit).
             retry_budget: retries at most this share of the batch's requests (sliding
                 10-second window); ``None``: no budget. One 429 / 503 with ``Retry-After``
@@ -515,10 +517,11 @@ class Wallets:
                 every :data:`~freedompay_async.batch.PROGRESS_INTERVAL` seconds and at the end.
             timeout: per request, as for :meth:`info`.
 
-        An identifier that could never be valid (empty, too long, control characters) is
-        reported as an :class:`InvalidRequestError` with ``error_code=None`` (it is not sent);
-        an item that is not a ``str`` stops the batch with ``TypeError``. See
-        :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
+        Each identifier goes through :meth:`info` itself (same checks, errors and retries): one
+        that could never be valid (empty, too long, control characters) is reported on its
+        result as an :class:`~freedompay_async.errors.InvalidArgumentError`, an item that is
+        not a ``str`` as an :class:`~freedompay_async.errors.ArgumentTypeError`; neither is
+        sent. See :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
         """
         Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
         pool = self._pool_size
@@ -531,26 +534,9 @@ class Wallets:
                 max_concurrency = _within_pool(max_concurrency, pool, name="max_concurrency")
         else:
             concurrency = _within_pool(concurrency, pool)
-        request = self._request
-        endpoint = _protocol.INFO
-
-        def lookup(identifier: str) -> Awaitable[WalletInfo]:
-            # What ``info`` does, minus two coroutine frames per wallet: this is the hot path.
-            try:
-                check_identifier(identifier)
-            except ValueError as exc:
-                return _refuse(
-                    InvalidRequestError(
-                        f"invalid identifier, not sent: {exc}",
-                        endpoint=endpoint.name,
-                        identifier=identifier,
-                    ),
-                    exc,
-                )
-            return request(
-                endpoint, InfoRequest(identifier=identifier), identifier=identifier, timeout=timeout
-            )
-
+        lookup: Callable[[str], Awaitable[WalletInfo]] = (
+            self.info if timeout is None else functools.partial(self.info, timeout=timeout)
+        )
         return amap(
             lookup,
             identifiers,
@@ -585,15 +571,10 @@ def _within_pool(concurrency: int, pool: int | None, *, name: str = "concurrency
     return pool
 
 
-async def _refuse(error: FreedomPayError, cause: Exception) -> WalletInfo:
-    """An awaitable that fails with ``error`` (caused by ``cause``) when the batch awaits it."""
-    raise error from cause
-
-
 def _request_id(request_id: UUID | str | None, resume: bool) -> UUID:
     """The mutation's ``request_id``: the caller's, or a new UUID4 (not when resuming)."""
     if check_flag(resume, "resume") and request_id is None:
-        raise ValueError("resume=True needs the request_id of the call it resumes")
+        invalid("resume=True needs the request_id of the call it resumes")
     return request_id_or_new(request_id)
 
 
