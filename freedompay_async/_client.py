@@ -6,13 +6,12 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import logging
 import os
 import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from yarl import URL
@@ -20,6 +19,7 @@ from yarl import URL
 from . import _config, _pacing
 from ._config import Timeout
 from ._jws import ALGORITHMS, Signer
+from ._log import log_done, log_retry
 from ._protocol import Endpoint, RequestT, ResponseT, decode_response, encode, http_status_error
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport
@@ -44,9 +44,6 @@ from .transport import Transport
 
 if TYPE_CHECKING:  # only to annotate the default transport's options
     import aiohttp
-
-logger = logging.getLogger("freedompay_async")
-logger.addHandler(logging.NullHandler())
 
 
 class FreedomPayClient:
@@ -348,7 +345,7 @@ class FreedomPayClient:
                     or not retry.should_retry(error, attempt=attempt, read=endpoint.safe_to_retry)
                     or (pacing is not None and not pacing.allow_retry())
                 ):
-                    _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                    log_done(endpoint, identifier, error.http_status, attempt, started, error)
                     raise
                 delay = retry.delay(attempt, retry_after)
                 if pacing is not None:  # a resend waits for the batch's brake too
@@ -361,9 +358,9 @@ class FreedomPayClient:
                             f"; not retried: waiting {delay:.2f}s would pass the call's"
                             f" time limit (total={deadline - started:g}s)"
                         )
-                        _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                        log_done(endpoint, identifier, error.http_status, attempt, started, error)
                         raise
-                _log_retry(endpoint, identifier, attempt, retry.max_attempts, error, delay)
+                log_retry(endpoint, identifier, attempt, retry.max_attempts, error, delay)
                 await asyncio.sleep(delay)
                 if pacing is not None:
                     # The brake may have been put on again meanwhile (another request of the
@@ -380,11 +377,11 @@ class FreedomPayClient:
                             "; not retried: the call's time limit"
                             f" (total={deadline - started:g}s) passed while it waited"
                         )
-                        _log_done(endpoint, identifier, error.http_status, attempt, started, error)
+                        log_done(endpoint, identifier, error.http_status, attempt, started, error)
                         raise
                     limits = dataclasses.replace(limits, total=left)
                 continue
-            _log_done(endpoint, identifier, response.status, attempt, started, None)
+            log_done(endpoint, identifier, response.status, attempt, started, None)
             return result
 
 
@@ -461,66 +458,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         wanted = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == wanted), None)
     return value
-
-
-def _log_retry(
-    endpoint: Endpoint[Any, Any],
-    identifier: str | None,
-    attempt: int,
-    max_attempts: int,
-    error: FreedomPayError,
-    delay: float,
-) -> None:
-    if logger.isEnabledFor(logging.WARNING):
-        logger.warning(
-            "%s %r: attempt %d of %d failed (%s: %s); retrying in %.2fs",
-            endpoint.name,
-            identifier,
-            attempt,
-            max_attempts,
-            type(error).__name__,
-            error.message,
-            delay,
-            extra={
-                "endpoint": endpoint.name,
-                "identifier": identifier,
-                "attempt": attempt,
-                "http_status": error.http_status,
-                "delay": delay,
-            },
-        )
-
-
-def _log_done(
-    endpoint: Endpoint[Any, Any],
-    identifier: str | None,
-    http_status: int | None,
-    attempts: int,
-    started: float,
-    error: FreedomPayError | None,
-) -> None:
-    """One DEBUG line per request: endpoint, identifier, status, attempts, milliseconds."""
-    if not logger.isEnabledFor(logging.DEBUG):
-        return
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    outcome = "ok" if error is None else type(error).__name__
-    logger.debug(
-        "%s %r -> %s %s in %.1f ms (attempts=%d)",
-        endpoint.name,
-        identifier,
-        http_status,
-        outcome,
-        elapsed_ms,
-        attempts,
-        extra={
-            "endpoint": endpoint.name,
-            "identifier": identifier,
-            "http_status": http_status,
-            "outcome": outcome,
-            "attempts": attempts,
-            "elapsed_ms": elapsed_ms,
-        },
-    )
 
 
 def _credential(name: str, value: str | None, env: str) -> str:
