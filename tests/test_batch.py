@@ -43,11 +43,11 @@ E = TypeVar("E", bound=Exception)
 
 
 def batch_tasks() -> list[asyncio.Task[object]]:
-    """Tasks of any batch (its runner and workers) still running."""
+    """Tasks of any batch (the pool's host task and its workers) still running."""
     return [
         task
         for task in asyncio.all_tasks()
-        if not task.done() and task.get_coro().__qualname__.startswith("_Runner.")  # type: ignore[union-attr]
+        if not task.done() and task.get_name().startswith("freedompay-batch")
     ]
 
 
@@ -745,14 +745,36 @@ async def test_the_readme_bulk_lookup_examples_run(capsys: pytest.CaptureFixture
     assert fake.stats.requests == 3 * 101
 
 
-async def test_a_runner_cancelled_before_its_first_step_still_ends_the_loop() -> None:
+async def test_a_host_task_cancelled_before_its_first_step_still_ends_the_loop() -> None:
     async def echo(item: int) -> int:
         return item
 
     batch = amap(echo, range(10))
-    async with batch:
-        assert batch._task is not None
-        batch._task.cancel()  # from outside, before the runner ever ran
-        with anyio.fail_after(5), pytest.raises(RuntimeError, match="cancelled from outside"):
-            async for _ in batch:
-                pass
+    consumer = asyncio.ensure_future(batch.__anext__())
+    await asyncio.sleep(0)  # the consumer's first step creates the pool's host task
+    [host] = batch_tasks()
+    host.cancel()  # from outside, before it ever ran
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="cancelled from outside"):
+        await consumer
+    await batch.aclose()
+    assert batch_tasks() == []
+
+
+async def test_a_host_task_cancelled_from_outside_fails_the_loop_not_its_body() -> None:
+    release = anyio.Event()
+
+    async def held(item: int) -> int:
+        if item:
+            await release.wait()
+        return item
+
+    body_done = False
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="cancelled from outside"):
+        async with amap(held, range(10), concurrency=4) as results:
+            async for _ in results:
+                [host] = [t for t in batch_tasks() if t.get_name() == "freedompay-batch"]
+                host.cancel()
+                await asyncio.sleep(0.01)  # the body is not interrupted
+                body_done = True
+    assert body_done
+    assert batch_tasks() == []
