@@ -225,8 +225,14 @@ class _WorkerPool(Generic[ItemT, ValueT, ErrorT]):
             if gate is not None:
                 error = result._error
                 gate.release(elapsed, error is not None and _pacing.is_overload(error))
+            payload = result if window is None else (index, result)
             try:
-                await send.send(result if window is None else (index, result))
+                # send_nowait first: `send` starts with a checkpoint, an event-loop round per
+                # result (measured: 4 % of the CPU per lookup; see benchmarks/README.md).
+                try:
+                    send.send_nowait(payload)
+                except anyio.WouldBlock:
+                    await send.send(payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return  # the consumer has gone (the batch is being closed)
         if window is not None:
