@@ -161,15 +161,21 @@ class _WorkerPool(Generic[ItemT, ValueT, ErrorT]):
 
     async def _pull_async(self) -> tuple[bool, Any]:
         """Take the next item of an async input (one worker at a time)."""
-        assert self._pull_lock is not None and self._async_iterator is not None
-        async with self._pull_lock:
+        lock = self._pull_lock
+        assert lock is not None and self._async_iterator is not None
+        try:
+            lock.acquire_nowait()  # `acquire` costs an event-loop round even when free
+        except anyio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._exhausted:
                 return False, None
-            try:
-                return True, await self._async_iterator.__anext__()
-            except StopAsyncIteration:
-                self._exhausted = True
-                return False, None
+            return True, await self._async_iterator.__anext__()
+        except StopAsyncIteration:
+            self._exhausted = True
+            return False, None
+        finally:
+            lock.release()
 
     async def _work(self, send: MemoryObjectSendStream[Any]) -> None:
         func = self._func
@@ -183,7 +189,10 @@ class _WorkerPool(Generic[ItemT, ValueT, ErrorT]):
         brake = self._pacing.brake
         while True:
             if window is not None:
-                await window.acquire()
+                try:
+                    window.acquire_nowait()  # as for the pull lock
+                except anyio.WouldBlock:
+                    await window.acquire()
             if gate is not None:
                 await gate.acquire()
             if self._exhausted:

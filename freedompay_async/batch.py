@@ -333,7 +333,10 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         wanted = self._next_index
         result = self._reorder.pop(wanted, None)
         while result is None:
-            index, received = await receive.receive()
+            try:
+                index, received = receive.receive_nowait()
+            except anyio.WouldBlock:
+                index, received = await receive.receive()
             if index == wanted:
                 result = received
             else:
