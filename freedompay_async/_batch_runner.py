@@ -4,6 +4,7 @@ function on each, and sends every outcome into an anyio memory object stream.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -95,12 +96,37 @@ class _WorkerPool(Generic[ItemT, ValueT, ErrorT]):
         if self._scope is not None:
             self._scope.cancel()
 
+    async def wait(self) -> None:
+        """Wait until every worker has ended, even if cancelled meanwhile (then re-raise): the
+        workers are being cancelled and must be waited for before going on."""
+        cancelled: BaseException | None = None
+        while not self.done.is_set():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.done.wait()
+            except anyio.get_cancelled_exc_class() as exc:  # a native task.cancel() got through
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
+
     def ended_outside(self) -> None:
         """The task running :meth:`run` ended before :meth:`run` could finish its clean-up
         (cancelled before its first step): do it here. Idempotent."""
         if not self._stopping and self.failure is None:
             self.failure = RuntimeError("the batch's workers were cancelled from outside")
         self.done.set()
+
+    def run_in_task(self, send: MemoryObjectSendStream[Any]) -> asyncio.Task[None]:
+        """:meth:`run` in a new task (plain ``async for``: the caller bounds its lifetime)."""
+        task = asyncio.get_running_loop().create_task(self.run(send), name=TASK_NAME)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if task.cancelled():  # maybe before its first step: its own clean-up never ran
+                send.close()
+                self.ended_outside()
+
+        task.add_done_callback(ended)
+        return task
 
     async def run(
         self,

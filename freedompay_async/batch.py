@@ -54,12 +54,11 @@ Lifetime: no task outlives the code that consumes the results.
 - A plain ``async for result in amap(...):`` (no ``async with``) works too: ``__aiter__`` then
   returns an async generator that starts the same host task and, in its ``finally``, stops it
   and waits for it. When the loop ends, or your task is cancelled while it waits for a result,
-  that happens before the loop statement finishes. After a ``break`` or an exception in the loop
-  body, Python drops the generator at once and asyncio closes it in a task of its own
-  (``loop.shutdown_asyncgens`` machinery): the workers are cancelled in the next event-loop
-  rounds, not before the next statement. Such a batch is iterated once: the loop's end stops it
-  for good, and a later ``async for`` over it finds it ended. Use ``async with`` to stop
-  deterministically, or to break and resume.
+  that happens before the loop statement finishes. After a ``break`` or an exception in the
+  loop body, Python drops the generator at once and asyncio's async-generator hook closes it in
+  a task of its own: the workers are cancelled within a few event-loop rounds. Such a batch is
+  iterated once: a later ``async for`` over it finds it ended. Use ``async with`` to stop
+  before the next statement, or to break and resume.
 - A batch held in a variable and stepped with ``await batch.__anext__()`` outside
   ``async with`` is closed by ``await batch.aclose()`` (or, failing that, when it is
   garbage-collected, through the same asyncio hook).
@@ -236,7 +235,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             if self._receive is not None:
                 self._receive.close()  # wakes a consumer waiting for a result
         if started:
-            await _wait(self._pool.done)
+            await self._pool.wait()
         self._end()
         iterator = self._iterator
         if iterator is not None and not iterator.ag_running:
@@ -252,20 +251,6 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         if self._send is not None:
             self._send.close()  # its host task may have been cancelled before it started
         self._reorder.clear()
-
-    def _start_host(self) -> None:
-        """Plain ``async for``: host the pool in a task of its own (see :meth:`_iterate`)."""
-        pool = self._pool
-        send = self._open()
-        host = asyncio.get_running_loop().create_task(pool.run(send), name=TASK_NAME)
-
-        def ended(task: asyncio.Task[None]) -> None:
-            if task.cancelled():  # maybe before its first step: its own clean-up never ran
-                send.close()
-                pool.ended_outside()
-
-        host.add_done_callback(ended)
-        self._host = host
 
     # -- iteration ------------------------------------------------------------------------
 
@@ -288,7 +273,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         """Plain ``async for``: the pool's host task lives no longer than this generator."""
         if self._receive is not None or self._closed:
             return
-        self._start_host()
+        self._host = self._pool.run_in_task(self._open())
         try:
             while True:
                 try:
@@ -365,7 +350,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
     async def _finish(self) -> None:
         """The input is exhausted (or the batch failed) and every result was handed over."""
         pool = self._pool
-        await _wait(pool.done)
+        await pool.wait()
         failure = pool.failure
         leftover = len(self._reorder)
         self._end()
@@ -374,20 +359,6 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         assert not leftover, "ordered batch ended with results still held back"
         if self._on_progress is not None:
             self._on_progress(self.stats)
-
-
-async def _wait(event: anyio.Event) -> None:
-    """Wait until ``event`` is set, even if we are cancelled meanwhile (then re-raise): the
-    workers are being cancelled, and must be waited for before going on."""
-    cancelled: BaseException | None = None
-    while not event.is_set():
-        try:
-            with anyio.CancelScope(shield=True):
-                await event.wait()
-        except anyio.get_cancelled_exc_class() as exc:  # a native task.cancel() got through
-            cancelled = exc
-    if cancelled is not None:
-        raise cancelled
 
 
 def _check_count(name: str, value: object, other: str = "") -> None:
