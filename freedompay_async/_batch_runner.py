@@ -263,7 +263,7 @@ class _WorkerPool(Generic[ItemT, ValueT, ErrorT]):
             payload = result if window is None else (index, result)
             try:
                 # send_nowait first: `send` starts with a checkpoint, an event-loop round per
-                # result (measured: 4 % of the CPU per lookup; see benchmarks/README.md).
+                # result (measured without: +4 % CPU per lookup; see benchmarks/README.md).
                 try:
                     send.send_nowait(payload)
                 except anyio.WouldBlock:

@@ -164,7 +164,8 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         self._receive: MemoryObjectReceiveStream[Any] | None = None
         #: ``async with``: the task group in the consumer's task that hosts the pool.
         self._task_group: TaskGroup | None = None
-        #: Plain ``async for``: the task that hosts the pool, bounded by the generator below.
+        #: Plain ``async for``: the task that hosts the pool, bounded by the generator below
+        #: (held here: asyncio keeps only weak references to tasks).
         self._host: asyncio.Task[None] | None = None
         #: ``await batch.__anext__()`` outside ``async with``: the generator it steps.
         self._iterator: AsyncGeneratorType[BatchResult[ItemT, ValueT, ErrorT], None] | None = None
@@ -293,7 +294,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
                 result = await self._next_in_order(receive)
             else:
                 # receive_nowait first: `receive` starts with a checkpoint, an event-loop round
-                # per result (measured: a third of the CPU per lookup; benchmarks/README.md).
+                # per result (measured without: 1.5x the CPU per lookup; benchmarks/README.md).
                 try:
                     result = receive.receive_nowait()
                 except anyio.WouldBlock:
