@@ -85,8 +85,8 @@ class BatchResult(Generic[_ItemT_co, _ValueT_co, _ErrorT_co]):
 class _LatencyHistogram:
     """Call latencies in log-spaced bins: fixed memory, quantiles within about 1%.
 
-    Kept to two fields so that the batch's hot loop can update it inline (see ``_work``):
-    ``counts[bin_of(seconds)] += 1`` and ``total += seconds``.
+    Each worker calls :meth:`record` once per call (updating it inline instead measured 0.3 %
+    of the CPU per lookup: not worth a copy).
     """
 
     __slots__ = ("counts", "total")

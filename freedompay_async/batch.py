@@ -23,57 +23,76 @@ How it works, and what it guarantees:
   exception of the ``catch`` types (default: any :class:`Exception`) from one call becomes that
   item's ``error``; it never stops the batch. An exception outside ``catch`` is taken as a bug:
   the calls in flight are cancelled, the results already completed are still yielded, then the
-  exception is raised from the ``async for``, unwrapped. An exception raised by the input
-  iterator itself stops the intake only: the calls in flight complete and are yielded, then the
-  exception is raised. An exception from ``on_progress`` stops the batch at once.
-  ``BaseException`` (cancellation, ``KeyboardInterrupt``) is never caught.
+  exception is raised from the ``async for``, unwrapped (never an exception group), and it
+  never interrupts your loop body meanwhile. An exception raised by the input iterator itself
+  stops the intake only: the calls in flight complete and are yielded, then the exception is
+  raised. An exception from ``on_progress`` stops the batch at once. ``BaseException``
+  (cancellation, ``KeyboardInterrupt``) is never caught.
 - **Order.** Results come as they complete; with ``ordered=True`` they come in input order,
   through a reorder buffer bounded to ``2 * concurrency`` results (a slow item holds the
   others back rather than letting memory grow).
 - **Rate.** ``rate_limit`` caps how many calls *start* per second, on top of the concurrency
-  cap: a token bucket holding a single token (calls are evenly spaced; slots are reserved in
-  advance, so timer jitter does not lower the average rate).
+  cap (:mod:`freedompay_async._rate_limit`).
 - **Pace.** ``concurrency="auto"`` replaces the fixed cap by a limit that follows the
   server (:mod:`freedompay_async._adaptive`), up to ``max_concurrency`` workers. Whatever the
   concurrency, the SDK's requests made by the calls share the batch's pacing
   (:mod:`freedompay_async._pacing`): one 429 / 503 with ``Retry-After`` pauses every new
   request of the batch until then, and retries are budgeted (``retry_budget``).
-- **Clean stops.** Leaving ``async with`` (by ``break``, an exception or cancellation), calling
-  :meth:`Batch.aclose`, or cancelling the task that iterates stops every call in flight and
-  waits for the workers to finish: no task outlives the batch. Without ``async with``, plain
-  ``async for`` cleans up the same way when the loop ends or is cancelled; after a ``break``
-  the workers are cancelled as soon as the batch object is garbage-collected (immediately in
-  CPython when nothing else refers to it), but not waited for: prefer ``async with`` when you
-  may leave early. The input iterator is never closed by the batch; it stays yours.
 - **Stats.** :attr:`Batch.stats` is a live :class:`BatchStats` (done, ok, failed by error
   class, elapsed, rate, latency percentiles from a fixed-size histogram, so memory stays flat
   over 10^7 items); ``on_progress(stats)`` is called at most every
   :data:`PROGRESS_INTERVAL` seconds and once when the batch completes.
 
-The batch runs on asyncio (the SDK's transport is aiohttp); inside it uses anyio's task group,
-memory object streams and cancel scopes.
+Lifetime: no task outlives the code that consumes the results.
+
+- ``async with amap(...) as results:`` is the structured form. Entering the block starts the
+  batch in an anyio task group of *your* task: one task that hosts the workers' own task group
+  (named ``freedompay-batch``; the workers ``freedompay-batch-worker``). Leaving the block, by
+  the loop's end, ``break``, an exception or cancellation, cancels the calls in flight and waits
+  for every worker before the next statement runs. Within the block you may ``break`` and
+  iterate again later, or call ``await results.__anext__()`` yourself.
+- A plain ``async for result in amap(...):`` (no ``async with``) works too: ``__aiter__`` then
+  returns an async generator that starts the same host task and, in its ``finally``, stops it
+  and waits for it. When the loop ends, or your task is cancelled while it waits for a result,
+  that happens before the loop statement finishes. After a ``break`` or an exception in the
+  loop body, Python drops the generator at once and asyncio's async-generator hook closes it in
+  a task of its own: the workers are cancelled within a few event-loop rounds. Such a batch is
+  iterated once: a later ``async for`` over it finds it ended. Use ``async with`` to stop
+  before the next statement, or to break and resume.
+- A batch held in a variable and stepped with ``await batch.__anext__()`` outside
+  ``async with`` is closed by ``await batch.aclose()`` (or, failing that, when it is
+  garbage-collected, through the same asyncio hook).
+- :meth:`Batch.aclose` works in every form and from any task: it cancels the calls in flight,
+  ends the consumer's loop, and waits for the workers.
+
+The input iterator is never closed by the batch; it stays yours. The batch runs on asyncio
+(the SDK's transport is aiohttp); inside it uses anyio's task groups, cancel scopes and a
+memory object stream from the workers to your loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
 )
 from time import perf_counter
-from types import TracebackType
-from typing import Any, Final, Generic, Literal, TypeVar, overload
+from types import AsyncGeneratorType, TracebackType
+from typing import Any, Final, Generic, Literal, TypeVar, cast, overload
 
 import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._adaptive import AdaptiveLimit
 from ._batch_results import BatchResult, BatchStats
-from ._batch_runner import _Channel, _Runner
+from ._batch_runner import TASK_NAME, _WorkerPool
 from ._config import DEFAULT_MAX_CONNECTIONS
 from ._pacing import DEFAULT_RETRY_BUDGET, Pacing, RetryBudget
 
@@ -96,22 +115,21 @@ ItemT = TypeVar("ItemT")
 ValueT = TypeVar("ValueT")
 ErrorT = TypeVar("ErrorT", bound=Exception)
 
-#: Runner tasks still going, so that one whose batch was dropped is not garbage-collected.
-_running: Final[set[asyncio.Task[None]]] = set()
-
 
 class Batch(Generic[ItemT, ValueT, ErrorT]):
-    """A running (or not yet started) batch: an async iterator of :class:`BatchResult`.
+    """A running (or not yet started) batch: an async iterable of :class:`BatchResult`.
 
     Made by :func:`amap` (and ``client.wallets.info_many``). Iterate it with ``async for``,
-    preferably inside ``async with`` so that leaving early always stops the work at once::
+    inside ``async with`` so that leaving early stops the work before the next statement::
 
         async with amap(fetch, items) as results:
             async for result in results:
                 ...
         results.stats        # the final BatchStats
 
-    Nothing runs until the first ``async for`` step (or ``async with``). A batch runs once.
+    Nothing runs until ``async with`` or the first ``async for`` step. A batch runs once. See
+    the module docs for what each form (``async with``, plain ``async for``, a batch held in a
+    variable) does when the loop is left early.
     """
 
     def __init__(
@@ -130,7 +148,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         self.stats = BatchStats()
         if pacing is not None:
             self.stats._pacing = pacing
-        self._runner: _Runner[ItemT, ValueT, ErrorT] | None = _Runner(
+        self._pool: _WorkerPool[ItemT, ValueT, ErrorT] = _WorkerPool(
             func,
             items,
             concurrency=concurrency,
@@ -142,39 +160,50 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         self._ordered = ordered
         self._on_progress = on_progress
         self._next_progress = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self._channel: _Channel | None = None
-        #: ``__anext__`` may take its fast path: results unordered, no progress callback.
-        self._fast = not ordered and on_progress is None
+        self._send: MemoryObjectSendStream[Any] | None = None
+        self._receive: MemoryObjectReceiveStream[Any] | None = None
+        #: ``async with``: the task group in the consumer's task that hosts the pool.
+        self._task_group: TaskGroup | None = None
+        #: Plain ``async for``: the task that hosts the pool, bounded by the generator below
+        #: (held here: asyncio keeps only weak references to tasks).
+        self._host: asyncio.Task[None] | None = None
+        #: ``await batch.__anext__()`` outside ``async with``: the generator it steps.
+        self._iterator: AsyncGeneratorType[BatchResult[ItemT, ValueT, ErrorT], None] | None = None
         self._reorder: dict[int, BatchResult[ItemT, ValueT, ErrorT]] = {}
         self._next_index = 0
         self._closed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "running" if self._task is not None else "new"
+        state = "closed" if self._closed else "running" if self._receive is not None else "new"
         return f"<Batch {state} {self.stats}>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        runner = self._runner
-        if self._task is not None or runner is None:
-            return
-        loop = asyncio.get_running_loop()
-        channel = self._channel = _Channel(runner.buffer_size)
+    def _open(self) -> MemoryObjectSendStream[Any]:
+        """The stream from the workers to the consumer; the send end goes to the pool."""
+        send, self._receive = anyio.create_memory_object_stream[Any](self._pool.buffer_size)
+        self._send = send
         self.stats._started_at = perf_counter()
-        task = loop.create_task(runner.run(channel))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
-        # Also when the runner is cancelled before its first step (its finally never runs):
-        # the consumer must see the end rather than wait for ever.
-        task.add_done_callback(lambda _: channel.close_sender())
-        self._task = task
+        return send
 
     async def __aenter__(self) -> Batch[ItemT, ValueT, ErrorT]:
         if self._closed:
             raise RuntimeError("this batch has ended; a batch runs once")
-        self._start()
+        if self._receive is not None:
+            return self  # already started by a plain step: leaving the block closes it
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        try:
+            # `start`, not `start_soon`: once it returns, the host task is in its `try`, so
+            # whatever ends it, its `finally` closes the stream and says it is done.
+            await task_group.start(self._pool.run, self._open(), name=TASK_NAME)
+        except BaseException:  # the host task ended before it started (cancelled)
+            self._task_group = None
+            self._pool.ended_outside()
+            self._end()
+            await task_group.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -183,76 +212,93 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        task_group = self._task_group
+        self._task_group = None
+        try:
+            await self.aclose()
+        finally:
+            if task_group is not None:
+                # The pool has ended and its host task never raises an Exception, so this only
+                # waits for that task's last step. Not given `exc`: the task group would wrap
+                # an exception of the loop body in an exception group.
+                await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Stop every call in flight and wait for the workers to end. Idempotent.
+        """Stop every call in flight, end the consumer's loop and wait for the workers to end.
 
-        Results not yet handed over are dropped; ``stats`` stays as it was.
+        Idempotent; callable from any task. Results not yet handed over are dropped;
+        ``stats`` stays as it was.
         """
-        if self._closed:
-            return
-        self._closed = True
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            await _wait_for(task)
+        started = self._receive is not None
+        if not self._closed:
+            self._closed = True
+            self._pool.stop()
+            if self._receive is not None:
+                self._receive.close()  # wakes a consumer waiting for a result
+        if started:
+            await self._pool.wait()
         self._end()
+        iterator = self._iterator
+        if iterator is not None and not iterator.ag_running:
+            self._iterator = None
+            await iterator.aclose()
 
     def _end(self) -> None:
         self._closed = True
         if self.stats._finished_at is None:
             self.stats._finished_at = perf_counter()
-        self._close_streams()
+        if self._receive is not None:
+            self._receive.close()
+        if self._send is not None:
+            self._send.close()  # its host task may have been cancelled before it started
         self._reorder.clear()
-        self._runner = None
-
-    def __del__(self) -> None:
-        # Plain `async for` left by `break`: nothing else will stop the workers.
-        task = self._task
-        if task is not None and not task.done():
-            with contextlib.suppress(RuntimeError):  # the event loop is already closed
-                task.cancel()
-        self._close_streams()
-
-    def _close_streams(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
 
     # -- iteration ------------------------------------------------------------------------
 
-    def __aiter__(self) -> Batch[ItemT, ValueT, ErrorT]:
+    def __aiter__(self) -> AsyncIterator[BatchResult[ItemT, ValueT, ErrorT]]:
+        if self._receive is None and not self._closed:
+            return self._iterate()
         return self
 
     async def __anext__(self) -> BatchResult[ItemT, ValueT, ErrorT]:
-        # The common case first, inline: a successful result is waiting (results unordered, no
-        # progress callback). Everything else takes the general path below.
-        channel = self._channel
-        if self._fast and channel is not None and not self._closed:
-            queue = channel._items
-            if queue and queue[0]._error is None:
-                result: BatchResult[ItemT, ValueT, ErrorT] = queue.popleft()
-                if channel._putters:
-                    channel._wake_putter()
-                stats = self.stats
-                stats.done += 1
-                stats.ok += 1
-                return result
-        if self._task is None:
-            if self._closed:
-                raise StopAsyncIteration
-            self._start()
-        receive = self._channel
+        if self._task_group is None and not self._closed:
+            # Outside `async with`: step a generator, so that the pool ends with it.
+            if self._iterator is None:
+                if self._receive is not None:
+                    raise StopAsyncIteration  # a plain `async for` ran it: it ended with it
+                self._iterator = cast("AsyncGeneratorType[Any, None]", self._iterate())
+            return await self._iterator.__anext__()
+        return await self._next()
+
+    async def _iterate(self) -> AsyncGenerator[BatchResult[ItemT, ValueT, ErrorT], None]:
+        """Plain ``async for``: the pool's host task lives no longer than this generator."""
+        if self._receive is not None or self._closed:
+            return
+        self._host = self._pool.run_in_task(self._open())
+        try:
+            while True:
+                try:
+                    result = await self._next()
+                except StopAsyncIteration:
+                    return
+                yield result
+        finally:
+            await self.aclose()
+
+    async def _next(self) -> BatchResult[ItemT, ValueT, ErrorT]:
+        receive = self._receive
         if self._closed or receive is None:
             raise StopAsyncIteration
         try:
-            if not self._ordered:
+            if self._ordered:
+                result = await self._next_in_order(receive)
+            else:
+                # receive_nowait first: `receive` starts with a checkpoint, an event-loop round
+                # per result (measured without: 1.5x the CPU per lookup; benchmarks/README.md).
                 try:
                     result = receive.receive_nowait()
                 except anyio.WouldBlock:
                     result = await receive.receive()
-            else:
-                result = await self._next_in_order(receive)
             self._count(result)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             # Finished, or closed by aclose() from another task meanwhile. Finish outside the
@@ -267,7 +313,9 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             await self._finish()
         raise StopAsyncIteration
 
-    async def _next_in_order(self, receive: _Channel) -> BatchResult[ItemT, ValueT, ErrorT]:
+    async def _next_in_order(
+        self, receive: MemoryObjectReceiveStream[Any]
+    ) -> BatchResult[ItemT, ValueT, ErrorT]:
         wanted = self._next_index
         result = self._reorder.pop(wanted, None)
         while result is None:
@@ -280,8 +328,7 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             else:
                 self._reorder[index] = received
         self._next_index = wanted + 1
-        assert self._runner is not None
-        self._runner.release_window()
+        self._pool.release_window()
         return result
 
     def _count(self, result: BatchResult[ItemT, ValueT, ErrorT]) -> None:
@@ -303,16 +350,9 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
 
     async def _finish(self) -> None:
         """The input is exhausted (or the batch failed) and every result was handed over."""
-        task = self._task
-        runner = self._runner
-        assert task is not None and runner is not None
-        await _wait_for(task)
-        failure = runner.failure
-        if failure is None:
-            if task.cancelled():  # not by us: some code cancelled every task of the loop
-                failure = RuntimeError("the batch's workers were cancelled from outside")
-            else:
-                failure = task.exception()
+        pool = self._pool
+        await pool.wait()
+        failure = pool.failure
         leftover = len(self._reorder)
         self._end()
         if failure is not None:
@@ -320,19 +360,6 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
         assert not leftover, "ordered batch ended with results still held back"
         if self._on_progress is not None:
             self._on_progress(self.stats)
-
-
-async def _wait_for(task: asyncio.Task[None]) -> None:
-    """Wait until ``task`` is done, even if we are cancelled meanwhile (then re-raise)."""
-    cancelled: BaseException | None = None
-    while not task.done():
-        try:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait((task,))
-        except asyncio.CancelledError as exc:  # a native task.cancel() got through the shield
-            cancelled = exc
-    if cancelled is not None:
-        raise cancelled
 
 
 def _check_count(name: str, value: object, other: str = "") -> None:
