@@ -9,6 +9,7 @@ from time import perf_counter
 from typing import Any, Final, Generic, TypeVar
 
 from ._pacing import Pacing
+from ._validate import check_number
 
 # Covariant twins of the batch's type variables, for the read-only result record.
 _ItemT_co = TypeVar("_ItemT_co", covariant=True)
@@ -116,8 +117,7 @@ class _LatencyHistogram:
         return sum(self.counts)
 
     def quantile(self, q: float) -> float | None:
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile must be between 0 and 1, not {q}")
+        check_number(q, "quantile", 0, 1)
         count = self.count
         if not count:
             return None

@@ -73,7 +73,6 @@ memory object stream from the workers to your loop.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -95,6 +94,17 @@ from ._batch_results import BatchResult, BatchStats
 from ._batch_runner import TASK_NAME, _WorkerPool
 from ._config import DEFAULT_MAX_CONNECTIONS
 from ._pacing import DEFAULT_RETRY_BUDGET, Pacing, RetryBudget
+from ._validate import (
+    check_callable,
+    check_exception_types,
+    check_flag,
+    check_int,
+    check_items,
+    check_number,
+    check_positive_number,
+    invalid,
+    wrong_type,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -362,26 +372,6 @@ class Batch(Generic[ItemT, ValueT, ErrorT]):
             self._on_progress(self.stats)
 
 
-def _check_count(name: str, value: object, other: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int{other}, not {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, not {value}")
-
-
-def _check_catch(catch: object) -> tuple[type[Exception], ...]:
-    types = catch if isinstance(catch, tuple) else (catch,)
-    if not types:
-        raise ValueError("catch must name at least one exception class")
-    for cls in types:
-        if not (isinstance(cls, type) and issubclass(cls, Exception)):
-            raise TypeError(
-                "catch must be an Exception subclass or a tuple of them "
-                f"(BaseException such as cancellation is never caught), not {cls!r}"
-            )
-    return types
-
-
 @overload
 def amap(
     func: Callable[[ItemT], Awaitable[ValueT]],
@@ -457,45 +447,37 @@ def amap(
     ...     async for result in results:
     ...         print(result.identifier, result.ok)
     """
-    if not callable(func):
-        raise TypeError(f"func must be callable, not {type(func).__name__}")
-    if isinstance(items, (str, bytes, bytearray)):
-        raise TypeError("items must be an iterable of items, not a single str or bytes")
-    if not isinstance(items, (Iterable, AsyncIterable)):
-        raise TypeError(f"items must be an iterable or async iterable, not {type(items).__name__}")
+    check_callable(func, "func")
+    check_items(items)
     limit: AdaptiveLimit | None = None
     if concurrency == "auto":
         if max_concurrency is None:
             max_concurrency = DEFAULT_MAX_CONNECTIONS
-        _check_count("max_concurrency", max_concurrency)
+        check_int(max_concurrency, "max_concurrency", 1)
         limit = AdaptiveLimit(max_concurrency)
         concurrency = max_concurrency
     else:
-        _check_count("concurrency", concurrency, ' or "auto"')
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            wrong_type("concurrency", 'an int or "auto"', concurrency)
+        check_int(concurrency, "concurrency", 1)
         if max_concurrency is not None:
-            raise ValueError('max_concurrency goes with concurrency="auto"')
+            invalid('max_concurrency goes with concurrency="auto"')
     if retry_budget is not None:
-        if isinstance(retry_budget, bool) or not isinstance(retry_budget, (int, float)):
-            raise TypeError("retry_budget must be a share of requests (e.g. 0.1), or None")
-        if not 0 <= retry_budget <= 1:
-            raise ValueError(f"retry_budget must be between 0 and 1, not {retry_budget}")
+        check_number(retry_budget, "retry_budget", 0, 1, "a share of requests (e.g. 0.1), or None")
     if rate_limit is not None:
-        if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
-            raise TypeError("rate_limit must be a number of calls per second, or None")
-        if not math.isfinite(rate_limit) or rate_limit <= 0:
-            raise ValueError(f"rate_limit must be a positive number, not {rate_limit}")
-        rate_limit = float(rate_limit)
-    if not isinstance(ordered, bool):
-        raise TypeError("ordered must be a bool")
-    if on_progress is not None and not callable(on_progress):
-        raise TypeError("on_progress must be callable or None")
+        rate_limit = check_positive_number(
+            rate_limit, "rate_limit", "a number of calls per second, or None"
+        )
+    check_flag(ordered, "ordered")
+    if on_progress is not None:
+        check_callable(on_progress, "on_progress")
     return Batch(
         func,
         items,
         concurrency=concurrency,
         rate_limit=rate_limit,
         ordered=ordered,
-        catch=_check_catch(catch),
+        catch=check_exception_types(catch),
         on_progress=on_progress,
         pacing=Pacing(
             limit=limit,
