@@ -30,6 +30,7 @@ from freedompay_async import (
     ClientClosedError,
     FreedomPayClient,
     FreedomPayError,
+    InvalidArgumentError,
     RequestTimeoutError,
     WalletNotFoundError,
 )
@@ -40,7 +41,7 @@ logger = logging.getLogger("aiohttp_app")
 #: is in examples/fastapi_app.py on purpose: each example is one file you can copy, and
 #: tests/test_examples_web.py checks that both apps answer every error alike.
 ERROR_STATUSES: tuple[tuple[type[Exception], int, str], ...] = (
-    (ValueError, 422, "invalid_identifier"),  # refused by the SDK before anything was sent
+    (InvalidArgumentError, 422, "invalid_identifier"),  # refused by the SDK, nothing was sent
     (WalletNotFoundError, 404, "wallet_not_found"),  # 1004
     (RequestTimeoutError, 504, "upstream_timeout"),  # a time limit, after the SDK's retries
     (ClientClosedError, 503, "unavailable"),  # the server is shutting down
