@@ -242,13 +242,15 @@ class Worker:
     async def _look_up(self, message: Message) -> Answer:
         try:
             info = await self.client.wallets.info(message.identifier)
-        except (FreedomPayError, ValueError, TypeError) as error:
-            # ValueError / TypeError: an identifier the SDK refuses before sending anything;
-            # a redelivery cannot fix it, so it is answered, not requeued. Upstream failures
-            # are answered too: the SDK has already retried them.
-            code = error.error_code if isinstance(error, FreedomPayError) else None
+        except FreedomPayError as error:
+            # InvalidArgumentError / ArgumentTypeError: an identifier the SDK refuses before
+            # sending anything; a redelivery cannot fix it, so it is answered, not requeued.
+            # Upstream failures are answered too: the SDK has already retried them.
             return Answer(
-                message.message_id, message.identifier, error=type(error).__name__, error_code=code
+                message.message_id,
+                message.identifier,
+                error=type(error).__name__,
+                error_code=error.error_code,
             )
         return Answer(
             message.message_id,

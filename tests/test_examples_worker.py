@@ -174,7 +174,7 @@ async def test_failures_are_answered_with_their_typed_error_not_requeued() -> No
         1004,
     )
     assert (answers[refused.message_id].error, answers[refused.message_id].error_code) == (
-        "ValueError",
+        "InvalidArgumentError",
         None,
     )
     assert worker.report == WorkerReport(answered=1, failed=2, requeued=0)
