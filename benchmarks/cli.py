@@ -336,9 +336,10 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--compare-sdk",
         action="append",
-        required=True,
+        default=[],
         metavar="LABEL=DIR",
-        help="a tree whose DIR/freedompay_async to compare with this worktree's (repeatable)",
+        help="a tree whose DIR/freedompay_async to compare with this worktree's (repeatable; "
+        "none: this worktree against the raw pool alone)",
     )
     ab.add_argument("--rounds", type=_positive_int, default=30, help="paired rounds (30)")
     ab.add_argument("--per-round", type=_positive_int, default=3000, help="lookups (3000)")
