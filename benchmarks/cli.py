@@ -156,6 +156,10 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from .ab import run_ab
 
     compare = compare_trees(args.compare_sdk)
+    if args.control:
+        if "control" in compare:
+            raise SystemExit("--control: the label control is taken by a --compare-sdk tree")
+        compare = {"control": ROOT, **compare}
     apply_malloc_option(args)
     with serve(args.server) as server:
         log(f"server: {server.description}")
@@ -340,6 +344,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="LABEL=DIR",
         help="a tree whose DIR/freedompay_async to compare with this worktree's (repeatable; "
         "none: this worktree against the raw pool alone)",
+    )
+    ab.add_argument(
+        "--control",
+        action="store_true",
+        help="also load an identical copy of this worktree's package (label control): how far "
+        "its ratio is from 1 is this run's own error",
     )
     ab.add_argument("--rounds", type=_positive_int, default=30, help="paired rounds (30)")
     ab.add_argument("--per-round", type=_positive_int, default=3000, help="lookups (3000)")
