@@ -37,6 +37,11 @@ CANNED_WALLET: Final = seeded_wallet(42)
 CANNED_BALANCE: Final[Decimal] = CANNED_WALLET.balance
 
 
+def log(message: str) -> None:
+    """Progress goes to stderr; stdout carries the markdown."""
+    print(message, file=sys.stderr, flush=True)
+
+
 class BenchError(RuntimeError):
     """A contender crashed, timed out or returned wrong results: the harness is broken."""
 
