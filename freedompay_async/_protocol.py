@@ -74,8 +74,6 @@ class Endpoint(Generic[RequestT, ResponseT]):
     keeps_raw: bool = dataclasses.field(init=False, repr=False)
     #: True for operations that change something (resent only by ``_mutations``).
     mutates: bool = dataclasses.field(init=False, repr=False)
-    # Plain reads (Info, Statement) skip the extra steps of decode_response.
-    _plain: bool = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # One decoder per response type, built once at import.
@@ -84,8 +82,6 @@ class Endpoint(Generic[RequestT, ResponseT]):
         object.__setattr__(self, "echoes_request_id", "request_id" in fields)
         object.__setattr__(self, "keeps_raw", "raw" in fields)
         object.__setattr__(self, "mutates", not self.safe_to_retry)
-        plain = not (self.mutates or self.keeps_raw or self.echoes_request_id)
-        object.__setattr__(self, "_plain", plain)
 
 
 # The endpoint table: one declaration per endpoint. To correct a path or a shape the spec marks
@@ -208,8 +204,6 @@ def decode_response(
         raise _undecodable(
             endpoint, body, exc, identifier=identifier, request_id=request_id
         ) from exc
-    if endpoint._plain and reply.status != "error":  # reply.ok, without a property call
-        return reply
     return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
 
 
