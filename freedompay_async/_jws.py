@@ -8,6 +8,7 @@ whatever bytes are sent are the bytes signed.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import hmac
@@ -18,9 +19,7 @@ import msgspec
 _DIGESTS: Final[dict[str, str]] = {"HS256": "sha256", "HS512": "sha512"}
 ALGORITHMS: Final = tuple(_DIGESTS)
 
-_b2a = binascii.b2a_base64
 _B64URL_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 # RFC 2104 pads as translation tables (what hmac.py does for its pure-Python path).
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))
 _OPAD: Final = bytes(x ^ 0x5C for x in range(256))
@@ -28,7 +27,7 @@ _OPAD: Final = bytes(x ^ 0x5C for x in range(256))
 
 def b64url(data: bytes) -> bytes:
     """Base64url without padding, as JWS wants it."""
-    return _b2a(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def b64url_decode(data: bytes | str) -> bytes:

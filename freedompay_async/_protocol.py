@@ -67,25 +67,18 @@ class Endpoint(Generic[RequestT, ResponseT]):
     response_type: type[ResponseT]
     safe_to_retry: bool
     shape_verified: bool = True
-    decoder: msgspec.json.Decoder[ResponseT] = dataclasses.field(init=False, repr=False)
     #: The reply model has a ``request_id`` field: the SDK fills it with the id it sent.
     echoes_request_id: bool = dataclasses.field(init=False, repr=False)
     #: The reply model has a ``raw`` field: the SDK fills it with the whole reply.
     keeps_raw: bool = dataclasses.field(init=False, repr=False)
     #: True for operations that change something (resent only by ``_mutations``).
     mutates: bool = dataclasses.field(init=False, repr=False)
-    # Plain reads (Info, Statement) skip the extra steps of decode_response.
-    _plain: bool = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # One decoder per response type, built once at import.
-        object.__setattr__(self, "decoder", msgspec.json.Decoder(self.response_type))
         fields = self.response_type.__struct_fields__
         object.__setattr__(self, "echoes_request_id", "request_id" in fields)
         object.__setattr__(self, "keeps_raw", "raw" in fields)
         object.__setattr__(self, "mutates", not self.safe_to_retry)
-        plain = not (self.mutates or self.keeps_raw or self.echoes_request_id)
-        object.__setattr__(self, "_plain", plain)
 
 
 # The endpoint table: one declaration per endpoint. To correct a path or a shape the spec marks
@@ -143,7 +136,6 @@ ENDPOINTS: Final[dict[str, Endpoint[Any, Any]]] = {
     for endpoint in (INFO, BALANCE, STATEMENT, REQUEST_STATUS, ADD, IDENTIFY_OWNER, BLOCK, CLOSE)
 }
 
-_encoder: Final = msgspec.json.Encoder()
 _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 # The whole reply of a provisional endpoint; non-integer numbers stay exact.
 _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
@@ -152,8 +144,10 @@ _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 #: range, money out of bounds (a ``__post_init__`` check), or nesting too deep for the stack.
 _UNDECODABLE: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
 
-encode = _encoder.encode
-"""Serialise a request Struct to the exact bytes that are signed and sent."""
+
+def encode(payload: msgspec.Struct) -> bytes:
+    """Serialise a request Struct to the exact bytes that are signed and sent."""
+    return msgspec.json.encode(payload)
 
 
 def decode_response(
@@ -176,9 +170,9 @@ def decode_response(
     the id sent and the whole reply.
     """
     try:
-        reply = endpoint.decoder.decode(body)
+        reply = msgspec.json.decode(body, type=endpoint.response_type)
     except _UNDECODABLE as exc:
-        # The fast path failed: look at the envelope alone to tell an API error from junk.
+        # The model does not fit: look at the envelope alone to tell an API error from junk.
         try:
             envelope: Envelope | None = _envelope_decoder.decode(body)
         except _UNDECODABLE:
@@ -208,8 +202,6 @@ def decode_response(
         raise _undecodable(
             endpoint, body, exc, identifier=identifier, request_id=request_id
         ) from exc
-    if endpoint._plain and reply.status != "error":  # reply.ok, without a property call
-        return reply
     return _finish(endpoint, reply, body, identifier=identifier, request_id=request_id)
 
 

@@ -15,7 +15,6 @@ from typing import Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from ._config import (
     DEFAULT_MAX_CONNECTIONS,
@@ -36,9 +35,6 @@ from .errors import (
     excerpt,
 )
 from .transport import TransportResponse
-
-#: Parsed URLs kept (the client sends to a handful of endpoints).
-_URL_CACHE: Final = 64
 
 
 class AiohttpTransport:
@@ -92,7 +88,6 @@ class AiohttpTransport:
         #: Long total limits of the requests in flight (created with the loop, 3.11+).
         self._deadlines: Deadlines | None = None
         self._closed = False
-        self._urls: dict[str, URL] = {}
 
     @property
     def closed(self) -> bool:
@@ -147,14 +142,6 @@ class AiohttpTransport:
             )
         return self._session
 
-    def _url(self, url: str) -> URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = URL(url)
-            if len(self._urls) < _URL_CACHE:
-                self._urls[url] = parsed
-        return parsed
-
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeout: Timeout
     ) -> TransportResponse:
@@ -173,22 +160,13 @@ class AiohttpTransport:
         try:
             try:
                 async with session.post(
-                    self._url(url),
+                    url,
                     data=body,
                     headers=headers,
                     timeout=limits,
                     allow_redirects=False,
                 ) as response:
-                    length = response.content_length
-                    if (
-                        length is not None
-                        and length <= self._max_response_bytes
-                        and "Content-Encoding" not in response.headers
-                    ):
-                        # The common case: the body is exactly Content-Length bytes.
-                        reply = await response.read()
-                    else:
-                        reply = await self._read(response)
+                    reply = await self._read(response)
                     return TransportResponse(response.status, response.headers, reply)
             finally:
                 if task is not None and deadlines is not None:

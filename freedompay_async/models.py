@@ -4,10 +4,6 @@ Responses are ``frozen`` and ``kw_only`` and ignore unknown fields (forward comp
 Money is :class:`decimal.Decimal` (decoded exactly from JSON strings *and* numbers), timestamps
 are timezone-aware :class:`datetime.datetime`, Freedom Pay ids are :class:`uuid.UUID`.
 Values the docs do not enumerate (wallet status, unknown request states) are kept as sent.
-
-Models that only hold scalars and other such models cannot take part in a reference cycle, so
-they are declared ``gc=False``: the garbage collector does not track (or scan) them, which keeps
-bulk lookups cheaper. Models carrying arbitrary decoded JSON (``raw``) stay tracked.
 """
 
 from __future__ import annotations
@@ -144,7 +140,7 @@ class WalletStatus(str, enum.Enum):
     CLOSED = "closed"
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """The envelope every reply shares, every field but ``status`` optional: what an error
     reply, or a provisional reply that does not fit its model, is read as.
     ``status`` is ``"ok"`` or ``"error"``."""
@@ -172,7 +168,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return self.status != "error"
 
 
-class Response(Envelope, frozen=True, kw_only=True, gc=False):
+class Response(Envelope, frozen=True, kw_only=True):
     """The envelope of a successful reply: ``request_status`` and ``dt`` are always there (the
     spec's common envelope is verified); a reply without them is a ``ResponseDecodeError``."""
 
@@ -199,13 +195,13 @@ def numeric_error_code(raw: str | int | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class Identifier(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Identifier(msgspec.Struct, frozen=True, kw_only=True):
     """One partner-side identifier of a wallet."""
 
     value: str
 
 
-class Wallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Wallet(msgspec.Struct, frozen=True, kw_only=True):
     """A wallet as Info describes it."""
 
     wallet_id: UUID
@@ -226,7 +222,7 @@ class WalletInfo(Response, frozen=True, kw_only=True):
     wallet: Wallet
 
 
-class InfoRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+class InfoRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Body of ``/v5/partner/wallet/info``."""
 
     identifier: str
@@ -244,7 +240,7 @@ class OperationType(str, enum.Enum):
     SERVICEPAY = "emoney_servicepay"
 
 
-class PartialWallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class PartialWallet(msgspec.Struct, frozen=True, kw_only=True):
     """A wallet object in a reply whose shape the docs do not pin down (Add, Request status,
     Balance): the fields of :class:`Wallet`, every one optional."""
 
@@ -260,7 +256,7 @@ class PartialWallet(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         check_amount(self.balance, "balance")
 
 
-class ProvisionalResponse(Response, frozen=True, kw_only=True, gc=True):
+class ProvisionalResponse(Response, frozen=True, kw_only=True):
     """A reply whose shape is *provisional*: the docs do not show it, so it is decoded leniently.
 
     ``raw`` holds the whole reply as sent (JSON numbers that are not integers become
@@ -294,14 +290,14 @@ class WalletBalance(ProvisionalResponse, frozen=True, kw_only=True):
                 msgspec.structs.force_setattr(self, "currency", wallet.currency)
 
 
-class Correspondent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Correspondent(msgspec.Struct, frozen=True, kw_only=True):
     """The other side of a statement operation."""
 
     name: str | None = None
     account_number: str | None = None
 
 
-class Operation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Operation(msgspec.Struct, frozen=True, kw_only=True):
     """One line of a statement.
 
     ``amount`` and ``commission`` arrive as JSON numbers and are decoded straight to
@@ -362,13 +358,13 @@ class RequestStatusResult(ProvisionalResponse, frozen=True, kw_only=True):
 # -- request bodies -------------------------------------------------------------------------
 
 
-class BalanceRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+class BalanceRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Body of Balance (path unverified)."""
 
     identifier: str
 
 
-class StatementRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+class StatementRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Body of Statement; the dates go out as RFC 3339 and are omitted when not given."""
 
     identifier: str
@@ -376,13 +372,13 @@ class StatementRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit
     end_date: AwareDatetime | None = None
 
 
-class RequestStatusRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+class RequestStatusRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Body of Request status (path unverified)."""
 
     request_id: UUID
 
 
-class AddRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+class AddRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Body of Add. Field order matches the docs' example, so it encodes byte for byte like it;
     ``identifier`` is unverified and omitted when not given."""
 
@@ -392,7 +388,7 @@ class AddRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     identifier: str | None = None
 
 
-class BlockRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+class BlockRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Body of Block; ``description`` is the reason."""
 
     request_id: UUID

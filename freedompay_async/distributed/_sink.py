@@ -83,7 +83,7 @@ _rows_encoder = msgspec.json.Encoder(decimal_format="string")
 _rows_decoder = msgspec.json.Decoder(list[Row])
 
 
-class ShardRows(msgspec.Struct, frozen=True, gc=False):
+class ShardRows(msgspec.Struct, frozen=True):
     """One finished shard, as read back by the producer."""
 
     entry_id: bytes
