@@ -41,7 +41,6 @@ from ..errors import WaitTimeoutError
 from ..models import (
     AddRequest,
     BlockRequest,
-    CloseRequest,
     MutationResult,
     RequestStatus,
     RequestStatusRequest,
@@ -154,15 +153,7 @@ class WalletMutations:
             bad arguments (not sent).
         """
         return await self._retire(
-            _protocol.BLOCK,
-            BlockRequest,
-            identifier,
-            reason,
-            request_id,
-            timeout,
-            wait,
-            wait_timeout,
-            resume,
+            _protocol.BLOCK, identifier, reason, request_id, timeout, wait, wait_timeout, resume
         )
 
     async def close(
@@ -186,15 +177,7 @@ class WalletMutations:
             bad arguments (not sent).
         """
         return await self._retire(
-            _protocol.CLOSE,
-            CloseRequest,
-            identifier,
-            reason,
-            request_id,
-            timeout,
-            wait,
-            wait_timeout,
-            resume,
+            _protocol.CLOSE, identifier, reason, request_id, timeout, wait, wait_timeout, resume
         )
 
     async def identify_owner(
@@ -320,7 +303,6 @@ class WalletMutations:
     async def _retire(
         self,
         endpoint: Endpoint[RetireT, MutationResult],
-        request_type: type[RetireT],
         identifier: str,
         reason: str,
         request_id: UUID | str | None,
@@ -332,7 +314,7 @@ class WalletMutations:
         """Block and Close: the same body (``request_id``, ``identifier``, ``description``)."""
         check_identifier(identifier)
         rid = _request_id(request_id, resume)
-        request = request_type(
+        request = endpoint.request_type(
             request_id=rid, identifier=identifier, description=check_reason(reason)
         )
         return await self._mutate(
