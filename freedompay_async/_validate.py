@@ -13,7 +13,7 @@ taken for a number. Pure functions; each returns the value in the form the calle
     >>> check_seconds(0, "timeout")
     Traceback (most recent call last):
     ...
-    freedompay_async.errors.InvalidArgumentError: timeout must be a positive, finite number of seconds, not 0
+    freedompay_async.errors.InvalidArgumentError: timeout must be positive and finite, not 0
     >>> check_int(True, "max_connections", 1)
     Traceback (most recent call last):
     ...
@@ -149,13 +149,8 @@ def check_optional_seconds(value: object, name: str) -> float | None:
 
 
 def check_seconds(value: object, name: str, *, allow_zero: bool = False) -> float:
-    """A positive (or with ``allow_zero``, non-negative), finite number of seconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        wrong_type(name, "a number of seconds", value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        kind = "a finite number of seconds >= 0" if allow_zero else "a positive, finite number"
-        invalid(f"{name} must be {kind}{'' if allow_zero else ' of seconds'}, not {value!r}")
-    return float(value)
+    """A positive (with ``allow_zero``, non-negative), finite number of seconds."""
+    return check_positive_number(value, name, "a number of seconds", allow_zero=allow_zero)
 
 
 def check_number(
@@ -170,12 +165,15 @@ def check_number(
     return float(value)
 
 
-def check_positive_number(value: object, name: str, what: str = "a number") -> float:
-    """A positive, finite number (``int`` or ``float``, not ``bool``), as a ``float``."""
+def check_positive_number(
+    value: object, name: str, what: str = "a number", *, allow_zero: bool = False
+) -> float:
+    """A positive (with ``allow_zero``, non-negative), finite number (``int`` or ``float``, not
+    ``bool``), as a ``float``; ``what`` names the expected type in the message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         wrong_type(name, what, value)
-    if not math.isfinite(value) or value <= 0:
-        invalid(f"{name} must be a positive number, not {value}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        invalid(f"{name} must be {'>= 0' if allow_zero else 'positive'} and finite, not {value!r}")
     return float(value)
 
 

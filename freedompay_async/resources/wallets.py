@@ -172,7 +172,9 @@ class Wallets(WalletMutations):
         not a ``str`` as an :class:`~freedompay_async.errors.ArgumentTypeError`; neither is
         sent. See :mod:`freedompay_async.batch` for the guarantees (memory, cancellation, rate).
         """
-        Timeout.coerce(timeout)  # a bad timeout fails now, not once per wallet
+        # Checked and built once (a bad timeout fails now, not once per wallet); None: the
+        # client's own limits.
+        limits = None if timeout is None else Timeout.coerce(timeout)
         pool = self._pool_size
         if concurrency == "auto":
             # The limit grows up to the pool size (a borrowed session without a limit: the
@@ -184,7 +186,7 @@ class Wallets(WalletMutations):
         else:
             concurrency = _within_pool(concurrency, pool)
         lookup: Callable[[str], Awaitable[WalletInfo]] = (
-            self.info if timeout is None else functools.partial(self.info, timeout=timeout)
+            self.info if limits is None else functools.partial(self.info, timeout=limits)
         )
         return amap(
             lookup,
