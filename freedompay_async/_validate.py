@@ -177,10 +177,13 @@ def check_positive_number(
     return float(value)
 
 
-def check_int(value: object, name: str, low: int, high: int | None = None) -> int:
-    """A real ``int`` (not a ``bool``) from ``low`` to ``high`` (no upper bound if ``None``)."""
+def check_int(
+    value: object, name: str, low: int, high: int | None = None, *, expected: str = "an int"
+) -> int:
+    """A real ``int`` (not a ``bool``) from ``low`` to ``high`` (no upper bound if ``None``);
+    ``expected`` names what is accepted in the type error (e.g. ``'an int or "auto"'``)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        wrong_type(name, "an int", value)
+        wrong_type(name, expected, value)
     if value < low or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         raise InvalidArgumentError(f"{name} must be {bounds}, not {value}")

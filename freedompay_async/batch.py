@@ -103,7 +103,6 @@ from ._validate import (
     check_number,
     check_positive_number,
     invalid,
-    wrong_type,
 )
 
 __all__ = [
@@ -457,9 +456,7 @@ def amap(
         limit = AdaptiveLimit(max_concurrency)
         concurrency = max_concurrency
     else:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-            wrong_type("concurrency", 'an int or "auto"', concurrency)
-        check_int(concurrency, "concurrency", 1)
+        check_int(concurrency, "concurrency", 1, expected='an int or "auto"')
         if max_concurrency is not None:
             invalid('max_concurrency goes with concurrency="auto"')
     if retry_budget is not None:
